@@ -1,0 +1,119 @@
+/* quant.h -- tensor element types: block layouts, half-float conversions and the scalar
+ * reference of every per-type kernel (to f32, from f32, dot with f32). Block structs are
+ * plain C so the CUDA backend can share them. */
+#ifndef LLM_QUANT_H
+#define LLM_QUANT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#define QK4_0 32
+#define QK8_0 32
+
+typedef struct block_q4_0 {
+    uint16_t d;              /* scale, f16 */
+    uint8_t qs[QK4_0 / 2];   /* element j in the low nibble of qs[j], j + 16 in the high one;
+                                value = (nibble - 8) * d */
+} block_q4_0;
+
+typedef struct block_q8_0 {
+    uint16_t d;              /* scale, f16 */
+    int8_t qs[QK8_0];        /* value = qs[j] * d */
+} block_q8_0;
+
+_Static_assert(sizeof(block_q4_0) == 18, "q4_0 block is 18 bytes");
+_Static_assert(sizeof(block_q8_0) == 34, "q8_0 block is 34 bytes");
+
+/* GGML type ids used here; the full list of ids lives in quant.c's table. */
+enum {
+    TYPE_F32 = 0,
+    TYPE_F16 = 1,
+    TYPE_Q4_0 = 2,
+    TYPE_Q8_0 = 8,
+    TYPE_BF16 = 30,
+    TYPE_COUNT = 64          /* ids are < TYPE_COUNT */
+};
+
+typedef void (*to_f32_fn)(const void *src, float *dst, int64_t n);
+typedef void (*from_f32_fn)(const float *src, void *dst, int64_t n);
+typedef float (*dot_f32_fn)(const void *row, const float *x, int64_t n);
+
+typedef struct type_traits {
+    const char *name;        /* "Q4_0"; NULL for an id GGUF does not define */
+    int64_t block;           /* elements per block */
+    int64_t block_bytes;     /* bytes per block */
+    to_f32_fn to_f32;        /* NULL when libllm cannot compute with the type */
+    from_f32_fn from_f32;    /* NULL when libllm cannot produce the type */
+    dot_f32_fn dot_f32;      /* scalar reference dot product of a row with f32 values */
+} type_traits;
+
+/* Traits of a GGML type id, or NULL for an id no GGUF file defines. */
+const type_traits *type_traits_get(uint32_t type);
+
+/* Bytes of n elements of the type: false if n is not a multiple of the block or overflows. */
+bool type_row_bytes(uint32_t type, int64_t n, uint64_t *bytes);
+
+static inline float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {                           /* subnormal: renormalise */
+            int e = -1;
+            do { man <<= 1; e++; } while (!(man & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint16_t f32_to_f16(float f) {  /* round to nearest even */
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7fffffff;
+    if (absx >= 0x7f800000u) {                 /* inf or nan */
+        return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
+    }
+    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* overflow to inf */
+    if (absx < 0x38800000u) {                  /* subnormal or zero in f16 */
+        if (absx < 0x33000000u) return (uint16_t)sign;
+        uint32_t man = (absx & 0x7fffff) | 0x800000;
+        int shift = 126 - (int)(absx >> 23);   /* 14 .. 24 */
+        uint32_t half = man >> shift;
+        uint32_t rem = man & ((1u << shift) - 1);
+        uint32_t mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t h = ((absx >> 13) - ((127 - 15) << 10));
+    uint32_t rem = absx & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) {  /* round to nearest even, nan kept quiet */
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffff) > 0x7f800000u) return (uint16_t)((x >> 16) | 64);
+    return (uint16_t)((x + (0x7fff + ((x >> 16) & 1))) >> 16);
+}
+
+#endif
