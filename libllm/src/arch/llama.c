@@ -1,0 +1,149 @@
+/* llama.c -- the forward pass of the llama family: llama (interleaved RoPE) and qwen2 (NEOX
+ * RoPE, q/k/v biases). Pre-norm blocks: x += attn(rmsnorm(x)); x += ffn(rmsnorm(x)), with
+ * grouped-query attention over the KV cache and a SwiGLU feed-forward. */
+#include <math.h>
+
+#include "../context.h"
+
+struct llama_scratch {
+    uint32_t n_ubatch, n_ctx;
+    float *x;        /* [n_ubatch][n_embd] residual stream */
+    float *xn;       /* [n_ubatch][n_embd] normalised input of a sub-block; final outputs */
+    float *q;        /* [n_ubatch][n_head * head_dim_k] */
+    float *k;        /* [n_ubatch][n_head_kv * head_dim_k] */
+    float *v;        /* [n_ubatch][n_head_kv * head_dim_v] */
+    float *att;      /* [n_ubatch][n_head * head_dim_v] */
+    float *tmp;      /* [n_ubatch][n_embd] output of wo / ffn_down */
+    float *gate;     /* [n_ubatch][n_ff] */
+    float *up;       /* [n_ubatch][n_ff] */
+    float *cos_sin;  /* [n_ubatch][n_rot / 2][2] */
+    uint8_t *mask;   /* [n_ubatch][n_ctx] */
+};
+
+void llama_scratch_free(llama_scratch *s) {
+    if (!s) return;
+    float *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->tmp, s->gate, s->up, s->cos_sin};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) llm_aligned_free(bufs[i]);
+    llm_aligned_free(s->mask);
+    llm_free(s);
+}
+
+int32_t llama_scratch_create(const llm_model *m, uint32_t n_ubatch, uint32_t n_ctx,
+                             llama_scratch **out) {
+    const llm_hparams *hp = &m->hp;
+    *out = NULL;
+    llama_scratch *s = llm_calloc(1, sizeof *s);
+    if (!s) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for compute buffers");
+    s->n_ubatch = n_ubatch;
+    s->n_ctx = n_ctx;
+    size_t n = n_ubatch, f = sizeof(float);
+    s->x = llm_aligned_alloc(n * hp->n_embd * f);
+    s->xn = llm_aligned_alloc(n * hp->n_embd * f);
+    s->q = llm_aligned_alloc(n * hp->n_head * hp->head_dim_k * f);
+    s->k = llm_aligned_alloc(n * hp->n_head_kv * hp->head_dim_k * f);
+    s->v = llm_aligned_alloc(n * hp->n_head_kv * hp->head_dim_v * f);
+    s->att = llm_aligned_alloc(n * hp->n_head * hp->head_dim_v * f);
+    s->tmp = llm_aligned_alloc(n * hp->n_embd * f);
+    s->gate = llm_aligned_alloc(n * hp->n_ff * f);
+    s->up = llm_aligned_alloc(n * hp->n_ff * f);
+    s->cos_sin = llm_aligned_alloc(n * hp->n_rot * f);
+    s->mask = llm_aligned_alloc(n * n_ctx);
+    if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->tmp || !s->gate || !s->up ||
+        !s->cos_sin || !s->mask) {
+        llama_scratch_free(s);
+        return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for compute buffers "
+                         "(n_ubatch %u, n_ctx %u)", n_ubatch, n_ctx);
+    }
+    *out = s;
+    return LLM_STATUS_OK;
+}
+
+/* cos/sin of every rotated pair at every position of the micro-batch; computed the way the
+ * reference implementations do it (f32 inverse frequencies, f32 angle). */
+static void rope_table(const llm_model *m, const ubatch *ub, float *cos_sin) {
+    const llm_hparams *hp = &m->hp;
+    int half = (int)hp->n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        float inv = 1.0f / powf(hp->rope_freq_base, (float)(2 * i) / (float)hp->n_rot);
+        inv *= hp->rope_freq_scale;
+        if (m->rope_freqs) inv /= m->rope_freqs[i];
+        for (int t = 0; t < ub->n_tok; t++) {
+            float angle = (float)ub->pos[t] * inv;
+            cos_sin[((int64_t)t * half + i) * 2] = (float)cos((double)angle);
+            cos_sin[((int64_t)t * half + i) * 2 + 1] = (float)sin((double)angle);
+        }
+    }
+}
+
+int32_t llama_forward(llm_context *ctx, const ubatch *ub, float *logits) {
+    const llm_model *m = ctx->model;
+    const llm_hparams *hp = &m->hp;
+    llm_backend *be = ctx->backend;
+    llama_scratch *s = ctx->scratch;
+    kv_cache *kv = ctx->kv;
+    const int n = ub->n_tok;
+    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim_k;
+    const int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k;
+    const int64_t V = (int64_t)hp->n_head_kv * hp->head_dim_v;
+    const int64_t O = (int64_t)hp->n_head * hp->head_dim_v, F = hp->n_ff;
+
+    be->get_rows(be, m->tok_embd, ub->token, n, s->x, E);
+    rope_table(m, ub, s->cos_sin);
+    const uint32_t n_kv = kv_cache_n_active(kv);
+    for (int t = 0; t < n; t++) {
+        kv_cache_fill_mask(kv, ub->pos[t], ub->seq_id[t], ub->n_seq_id[t], s->mask + (int64_t)t * n_kv,
+                           n_kv);
+    }
+    rope_args rq = {n, (int)hp->n_head, (int)hp->head_dim_k, (int)hp->n_rot, hp->rope_neox,
+                    s->cos_sin};
+    rope_args rk = rq;
+    rk.n_head = (int)hp->n_head_kv;
+    attn_args aa = {
+        .n_tok = n, .n_head = (int)hp->n_head, .n_head_kv = (int)hp->n_head_kv,
+        .head_dim_k = (int)hp->head_dim_k, .head_dim_v = (int)hp->head_dim_v,
+        .q = s->q, .ldq = Q,
+        .type_k = kv->type_k, .k_cell_bytes = kv->k_cell_bytes, .k_head_bytes = kv->k_head_bytes,
+        .type_v = kv->type_v, .v_cell_bytes = kv->v_cell_bytes, .v_head_bytes = kv->v_head_bytes,
+        .n_kv = (int)n_kv, .mask = s->mask, .scale = 1.0f / sqrtf((float)hp->head_dim_k),
+        .out = s->att, .ldo = O,
+    };
+
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const llm_layer *l = &m->layers[il];
+        /* attention */
+        be->rmsnorm(be, s->x, E, n, (int)E, l->attn_norm, hp->norm_eps, s->xn, E);
+        be->matmul(be, l->wq, s->xn, E, n, s->q, Q);
+        be->matmul(be, l->wk, s->xn, E, n, s->k, K);
+        be->matmul(be, l->wv, s->xn, E, n, s->v, V);
+        if (l->bq) be->add_bias(be, s->q, Q, n, (int)Q, l->bq);
+        if (l->bk) be->add_bias(be, s->k, K, n, (int)K, l->bk);
+        if (l->bv) be->add_bias(be, s->v, V, n, (int)V, l->bv);
+        be->rope(be, s->q, Q, &rq);
+        be->rope(be, s->k, K, &rk);
+        be->store_rows(be, s->k, K, (int)K, n, kv->type_k, kv->k[il], kv->k_cell_bytes, ub->cells);
+        be->store_rows(be, s->v, V, (int)V, n, kv->type_v, kv->v[il], kv->v_cell_bytes, ub->cells);
+        aa.k = kv->k[il];
+        aa.v = kv->v[il];
+        be->attention(be, &aa);
+        be->matmul(be, l->wo, s->att, O, n, s->tmp, E);
+        be->add(be, s->x, E, s->tmp, E, n, (int)E);
+        /* feed-forward */
+        be->rmsnorm(be, s->x, E, n, (int)E, l->ffn_norm, hp->norm_eps, s->xn, E);
+        be->matmul(be, l->ffn_gate, s->xn, E, n, s->gate, F);
+        be->matmul(be, l->ffn_up, s->xn, E, n, s->up, F);
+        be->swiglu(be, s->gate, s->up, F, n, (int)F);
+        be->matmul(be, l->ffn_down, s->gate, F, n, s->tmp, E);
+        be->add(be, s->x, E, s->tmp, E, n, (int)E);
+    }
+
+    /* only the flagged rows go through the output head */
+    int n_out = 0;
+    for (int t = 0; t < n; t++) {
+        if (!ub->logits[t]) continue;
+        be->rmsnorm(be, s->x + t * E, E, 1, (int)E, m->output_norm, hp->norm_eps,
+                    s->xn + n_out * E, E);
+        n_out++;
+    }
+    if (n_out > 0) be->matmul(be, m->output, s->xn, E, n_out, logits, hp->n_vocab);
+    return LLM_STATUS_OK;
+}

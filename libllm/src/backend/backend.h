@@ -1,0 +1,70 @@
+/* backend.h -- the ops a forward pass is made of, behind one struct of function pointers so
+ * CPU (scalar now, SIMD later) and CUDA implementations slot in without touching arch code.
+ * Activations are f32 rows; `ld*` are row strides in elements. */
+#ifndef LLM_BACKEND_H
+#define LLM_BACKEND_H
+
+#include <stdint.h>
+
+#include "../gguf.h"
+#include "libllm.h"
+
+typedef struct attn_args {
+    int n_tok;                 /* query rows */
+    int n_head, n_head_kv;     /* n_head % n_head_kv == 0 (grouped-query attention) */
+    int head_dim_k, head_dim_v;
+    const float *q;            /* [n_tok][n_head * head_dim_k], stride ldq */
+    int64_t ldq;
+    const uint8_t *k;          /* cell c, kv head h: k + c * k_cell_bytes + h * k_head_bytes */
+    uint32_t type_k;
+    uint64_t k_cell_bytes, k_head_bytes;
+    const uint8_t *v;          /* same layout for values */
+    uint32_t type_v;
+    uint64_t v_cell_bytes, v_head_bytes;
+    int n_kv;                  /* cells [0, n_kv) are looked at */
+    const uint8_t *mask;       /* [n_tok][n_kv]: 1 where query t may attend cell c */
+    float scale;               /* usually 1 / sqrt(head_dim_k) */
+    float *out;                /* [n_tok][n_head * head_dim_v], stride ldo */
+    int64_t ldo;
+} attn_args;
+
+typedef struct rope_args {
+    int n_tok, n_head, head_dim, n_rot;
+    bool neox;                 /* rotate pairs (i, i + n_rot/2) instead of (2i, 2i + 1) */
+    const float *cos_sin;      /* [n_tok][n_rot / 2][2] precomputed per position */
+} rope_args;
+
+typedef struct llm_backend llm_backend;
+
+struct llm_backend {
+    const char *name;
+    void (*free)(llm_backend *be);
+    /* y[t][o] = dot(row o of w, x[t]) for t < n_tok, o < w->ne[1]; w->ne[0] is the row length */
+    void (*matmul)(llm_backend *be, const gguf_tensor *w, const float *x, int64_t ldx, int n_tok,
+                   float *y, int64_t ldy);
+    /* rows of the (possibly quantized) embedding matrix to f32: dst[t] = row ids[t] */
+    void (*get_rows)(llm_backend *be, const gguf_tensor *w, const llm_token *ids, int n,
+                     float *dst, int64_t ldd);
+    /* y[t] = x[t] / rms(x[t]) * w (w may be NULL); in place allowed */
+    void (*rmsnorm)(llm_backend *be, const float *x, int64_t ldx, int n_tok, int n,
+                    const float *w, float eps, float *y, int64_t ldy);
+    /* x[t][i] += b[i] */
+    void (*add_bias)(llm_backend *be, float *x, int64_t ldx, int n_tok, int n, const float *b);
+    /* x[t][i] += y[t][i] */
+    void (*add)(llm_backend *be, float *x, int64_t ldx, const float *y, int64_t ldy, int n_tok,
+                int n);
+    /* g[t][i] = silu(g[t][i]) * u[t][i] */
+    void (*swiglu)(llm_backend *be, float *g, const float *u, int64_t ld, int n_tok, int n);
+    /* rotates x[t][head][0..n_rot) in place; rows of stride ldx */
+    void (*rope)(llm_backend *be, float *x, int64_t ldx, const rope_args *args);
+    /* writes f32 rows into cache rows of type `type` (quantizing / converting) */
+    void (*store_rows)(llm_backend *be, const float *src, int64_t lds, int n, int n_tok,
+                       uint32_t type, uint8_t *cache, uint64_t cell_bytes, const int32_t *cells);
+    void (*attention)(llm_backend *be, const attn_args *args);
+};
+
+/* The CPU backend; n_threads compute threads, attention over at most max_kv cells with heads
+ * of at most max_head_dim values. Returns an llm_status. */
+int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, llm_backend **out);
+
+#endif

@@ -1,0 +1,372 @@
+/* context.c -- context creation and the decode loop: validate the batch, split it into
+ * micro-batches, plan them all against the memory, then place and compute them one by one. */
+#include "context.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "quant.h"
+
+LLM_API void llm_context_default_params(llm_context_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    p->n_ctx = 0;
+    p->n_batch = 512;
+    p->n_ubatch = 512;
+    p->n_seq_max = 1;
+    p->n_threads = 0;
+    p->type_k = LLM_TYPE_F16;
+    p->type_v = LLM_TYPE_F16;
+}
+
+static int default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)LLM_MIN(n, 512) : 1;
+}
+
+static int32_t resolve_params(const llm_model *m, const llm_context_params *in,
+                              llm_context_params *p) {
+    llm_context_default_params(p);
+    if (in) {
+        if (in->size < sizeof(uint32_t) || in->size > sizeof *p) {
+            return llm_error(LLM_STATUS_INVALID_ARGUMENT, "llm_context_params.size is %u, "
+                             "expected %zu (use llm_context_default_params)", in->size, sizeof *p);
+        }
+        memcpy(p, in, in->size);
+        p->size = sizeof *p;
+    }
+    if (p->n_ctx == 0) p->n_ctx = m->hp.n_ctx_train;
+    if (p->n_batch == 0) p->n_batch = 512;
+    if (p->n_ubatch == 0) p->n_ubatch = p->n_batch;
+    p->n_ubatch = LLM_MIN(p->n_ubatch, p->n_batch);
+    if (p->n_threads <= 0) p->n_threads = default_threads();
+    if (p->n_ctx > (1u << 24) || p->n_batch > (1u << 20)) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "n_ctx %u or n_batch %u is too large",
+                         p->n_ctx, p->n_batch);
+    }
+    if (p->n_seq_max < 1 || p->n_seq_max > 256) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "n_seq_max %u is outside [1, 256]",
+                         p->n_seq_max);
+    }
+    if (p->n_threads > 512) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "n_threads %d is too large", p->n_threads);
+    }
+    return LLM_STATUS_OK;
+}
+
+static int32_t create(llm_context *ctx) {
+    const llm_hparams *hp = &ctx->model->hp;
+    const llm_context_params *p = &ctx->params;
+    kv_cache_params kp = {p->n_ctx, hp->n_layer, p->n_seq_max, hp->n_head_kv, hp->head_dim_k,
+                          hp->head_dim_v, (uint32_t)p->type_k, (uint32_t)p->type_v};
+    int32_t st = kv_cache_create(&kp, &ctx->kv);
+    if (st != LLM_STATUS_OK) return st;
+    ctx->memory = &ctx->kv->base;
+    st = cpu_backend_create(p->n_threads, (int)p->n_ctx,
+                            (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v), &ctx->backend);
+    if (st != LLM_STATUS_OK) return st;
+    st = llama_scratch_create(ctx->model, p->n_ubatch, p->n_ctx, &ctx->scratch);
+    if (st != LLM_STATUS_OK) return st;
+    uint32_t n_ubs = p->n_batch / p->n_ubatch + 1;
+    ctx->ubs = llm_calloc(n_ubs, sizeof *ctx->ubs);
+    ctx->cells = llm_malloc(sizeof(int32_t) * p->n_batch);
+    ctx->seq_next = llm_malloc(sizeof(llm_pos) * p->n_seq_max);
+    ctx->output_row = llm_malloc(sizeof(int32_t) * p->n_batch);
+    ctx->flags = llm_malloc(p->n_batch);
+    ctx->logits_rows = LLM_MIN(p->n_seq_max, p->n_batch);
+    ctx->logits = llm_malloc(sizeof(float) * ctx->logits_rows * hp->n_vocab);
+    if (!ctx->ubs || !ctx->cells || !ctx->seq_next || !ctx->output_row || !ctx->flags ||
+        !ctx->logits) {
+        return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory creating the context");
+    }
+    return LLM_STATUS_OK;
+}
+
+LLM_API void llm_context_free(llm_context *ctx) {
+    if (!ctx) return;
+    if (ctx->memory) ctx->memory->ops->free(ctx->memory);
+    if (ctx->backend) ctx->backend->free(ctx->backend);
+    llama_scratch_free(ctx->scratch);
+    llm_free(ctx->ubs);
+    llm_free(ctx->cells);
+    llm_free(ctx->seq_next);
+    llm_free(ctx->output_row);
+    llm_free(ctx->flags);
+    llm_free(ctx->logits);
+    llm_free(ctx);
+}
+
+LLM_API int32_t llm_context_create(llm_model *model, const llm_context_params *params,
+                                   llm_context **out) {
+    llm_error_clear();
+    if (!out) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "out must not be NULL");
+    *out = NULL;
+    if (!model) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "model must not be NULL");
+    if (model->vocab_only) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "the model was loaded vocab_only");
+    }
+    llm_context_params p;
+    int32_t st = resolve_params(model, params, &p);
+    if (st != LLM_STATUS_OK) return st;
+    llm_alloc_counter counter = {0};
+    llm_alloc_counter *prev = llm_alloc_counter_push(&counter);
+    llm_context *ctx = llm_calloc(1, sizeof *ctx);
+    if (!ctx) {
+        llm_alloc_counter_pop(prev);
+        return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory creating the context");
+    }
+    ctx->model = model;
+    ctx->params = p;
+    st = create(ctx);
+    llm_alloc_counter_pop(prev);
+    if (st != LLM_STATUS_OK) {
+        llm_context_free(ctx);
+        return st;
+    }
+    ctx->alloc_total = counter;
+    *out = ctx;
+    return LLM_STATUS_OK;
+}
+
+LLM_API const llm_model *llm_context_model(const llm_context *ctx) {
+    return ctx ? ctx->model : NULL;
+}
+LLM_API uint32_t llm_context_n_ctx(const llm_context *ctx) { return ctx ? ctx->params.n_ctx : 0; }
+LLM_API uint32_t llm_context_n_batch(const llm_context *ctx) {
+    return ctx ? ctx->params.n_batch : 0;
+}
+LLM_API uint32_t llm_context_n_ubatch(const llm_context *ctx) {
+    return ctx ? ctx->params.n_ubatch : 0;
+}
+LLM_API uint32_t llm_context_n_seq_max(const llm_context *ctx) {
+    return ctx ? ctx->params.n_seq_max : 0;
+}
+
+LLM_API int32_t llm_context_set_n_threads(llm_context *ctx, int32_t n_threads) {
+    llm_error_clear();
+    if (!ctx) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "ctx must not be NULL");
+    if (n_threads <= 0) n_threads = default_threads();
+    if (n_threads > 512) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "n_threads %d is too large", n_threads);
+    }
+    if (n_threads == ctx->params.n_threads) return LLM_STATUS_OK;
+    const llm_hparams *hp = &ctx->model->hp;
+    llm_alloc_counter *prev = llm_alloc_counter_push(&ctx->alloc_total);
+    llm_backend *be;
+    int32_t st = cpu_backend_create(n_threads, (int)ctx->params.n_ctx,
+                                    (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v), &be);
+    llm_alloc_counter_pop(prev);
+    if (st != LLM_STATUS_OK) return st;
+    ctx->backend->free(ctx->backend);
+    ctx->backend = be;
+    ctx->params.n_threads = n_threads;
+    return LLM_STATUS_OK;
+}
+
+LLM_API int32_t llm_context_get_stats(const llm_context *ctx, llm_context_stats *s) {
+    llm_error_clear();
+    if (!ctx || !s) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "NULL argument");
+    if (s->size < sizeof *s) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "llm_context_stats.size is too small");
+    }
+    s->n_alloc = ctx->alloc_total.n_alloc + ctx->alloc_decode.n_alloc;
+    s->n_alloc_bytes = ctx->alloc_total.n_bytes + ctx->alloc_decode.n_bytes;
+    s->n_alloc_decode = ctx->alloc_decode.n_alloc;
+    s->n_decode = ctx->n_decode;
+    s->n_tokens_decoded = ctx->n_tokens_decoded;
+    s->n_cells_used = ctx->memory->ops->n_cells_used(ctx->memory);
+    s->n_cells_total = ctx->memory->ops->n_cells_total(ctx->memory);
+    return LLM_STATUS_OK;
+}
+
+/* ---- decoding ---- */
+
+static bool wants_logits(const llm_batch *b, int32_t i) {
+    return b->logits ? b->logits[i] != 0 : i == b->n_tokens - 1;
+}
+
+/* Every rule of llm_decode's contract, checked before anything changes. */
+static int32_t validate_batch(llm_context *ctx, const llm_batch *b) {
+    const llm_context_params *p = &ctx->params;
+    if (b->n_tokens <= 0) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "the batch is empty");
+    if ((uint32_t)b->n_tokens > p->n_batch) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "the batch has %d tokens, more than "
+                         "n_batch %u", b->n_tokens, p->n_batch);
+    }
+    if (!b->token || !b->pos || !b->n_seq_id || !b->seq_id) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "the batch lacks token, pos, n_seq_id or "
+                         "seq_id arrays");
+    }
+    const int32_t n_vocab = (int32_t)ctx->model->hp.n_vocab;
+    for (uint32_t s = 0; s < p->n_seq_max; s++) ctx->seq_next[s] = -2;   /* not looked up */
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        if (b->token[i] < 0 || b->token[i] >= n_vocab) {
+            return llm_error(LLM_STATUS_INVALID_ARGUMENT, "token %d of the batch has id %d, "
+                             "outside the vocabulary [0, %d)", i, b->token[i], n_vocab);
+        }
+        if (b->pos[i] < 0 || b->pos[i] == INT32_MAX) {
+            return llm_error(LLM_STATUS_INVALID_ARGUMENT, "token %d has invalid position %d", i,
+                             b->pos[i]);
+        }
+        if (b->n_seq_id[i] < 1 || (uint32_t)b->n_seq_id[i] > p->n_seq_max || !b->seq_id[i]) {
+            return llm_error(LLM_STATUS_INVALID_ARGUMENT, "token %d has %d sequence ids (must be "
+                             "1..%u)", i, b->n_seq_id[i], p->n_seq_max);
+        }
+        for (int32_t j = 0; j < b->n_seq_id[i]; j++) {
+            llm_seq_id s = b->seq_id[i][j];
+            if (s < 0 || (uint32_t)s >= p->n_seq_max) {
+                return llm_error(LLM_STATUS_INVALID_ARGUMENT, "token %d has sequence id %d, "
+                                 "outside [0, %u)", i, s, p->n_seq_max);
+            }
+            for (int32_t k = 0; k < j; k++) {
+                if (b->seq_id[i][k] == s) {
+                    return llm_error(LLM_STATUS_INVALID_ARGUMENT, "token %d lists sequence %d "
+                                     "twice", i, s);
+                }
+            }
+            if (ctx->seq_next[s] == -2) {
+                llm_pos last = ctx->memory->ops->seq_pos_max(ctx->memory, s);
+                ctx->seq_next[s] = last >= 0 ? last + 1 : -1;   /* -1: empty, any start */
+            }
+            if (ctx->seq_next[s] >= 0 && b->pos[i] != ctx->seq_next[s]) {
+                return llm_error(LLM_STATUS_INVALID_ARGUMENT, "token %d of sequence %d has "
+                                 "position %d, expected %d (positions must continue the "
+                                 "sequence)", i, s, b->pos[i], ctx->seq_next[s]);
+            }
+        }
+        for (int32_t j = 0; j < b->n_seq_id[i]; j++) ctx->seq_next[b->seq_id[i][j]] = b->pos[i] + 1;
+    }
+    return LLM_STATUS_OK;
+}
+
+/* Makes room for n logits rows. Grows at most up to n_batch rows, so after the largest batch
+ * has been seen decode allocates nothing. */
+static int32_t reserve_outputs(llm_context *ctx, int32_t n) {
+    if ((uint32_t)n <= ctx->logits_rows) return LLM_STATUS_OK;
+    float *grown = llm_realloc(ctx->logits, sizeof(float) * (size_t)n * ctx->model->hp.n_vocab);
+    if (!grown) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for %d logits rows", n);
+    ctx->logits = grown;
+    ctx->logits_rows = (uint32_t)n;
+    return LLM_STATUS_OK;
+}
+
+static int32_t decode(llm_context *ctx, const llm_batch *b) {
+    int32_t st = validate_batch(ctx, b);
+    if (st != LLM_STATUS_OK) return st;
+
+    /* output flags for every token (no logits array means: the last token only) */
+    int32_t n_outputs = 0;
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        ctx->flags[i] = (int8_t)wants_logits(b, i);
+        n_outputs += ctx->flags[i];
+    }
+    if ((st = reserve_outputs(ctx, n_outputs)) != LLM_STATUS_OK) return st;
+
+    int n_ubs = 0;
+    for (int32_t i0 = 0; i0 < b->n_tokens; i0 += (int32_t)ctx->params.n_ubatch) {
+        ubatch *ub = &ctx->ubs[n_ubs++];
+        ub->n_tok = LLM_MIN(b->n_tokens - i0, (int32_t)ctx->params.n_ubatch);
+        ub->token = b->token + i0;
+        ub->pos = b->pos + i0;
+        ub->n_seq_id = b->n_seq_id + i0;
+        ub->seq_id = b->seq_id + i0;
+        ub->logits = ctx->flags + i0;
+        ub->cells = ctx->cells + i0;
+    }
+    if ((st = ctx->memory->ops->plan(ctx->memory, ctx->ubs, n_ubs)) != LLM_STATUS_OK) return st;
+
+    ctx->n_outputs = 0;
+    ctx->n_batch_last = 0;
+    int32_t row = 0;
+    for (int i = 0; i < n_ubs; i++) {
+        ubatch *ub = &ctx->ubs[i];
+        const llm_context_params *p = &ctx->params;
+        if (p->abort_callback && !p->abort_callback(0.0f, p->abort_user_data)) {
+            return llm_error(LLM_STATUS_ABORTED, "decode aborted by the callback after %d of %d "
+                             "micro-batches", i, n_ubs);
+        }
+        if ((st = ctx->memory->ops->apply(ctx->memory, ub)) != LLM_STATUS_OK) return st;
+        if ((st = llama_forward(ctx, ub, ctx->logits + (size_t)row * ctx->model->hp.n_vocab)) !=
+            LLM_STATUS_OK) {
+            ctx->memory->ops->rollback(ctx->memory, ub);
+            return st;
+        }
+        for (int t = 0; t < ub->n_tok; t++) row += ub->logits[t] != 0;
+    }
+    int32_t r = 0;
+    for (int32_t i = 0; i < b->n_tokens; i++) ctx->output_row[i] = ctx->flags[i] ? r++ : -1;
+    ctx->n_outputs = n_outputs;
+    ctx->n_batch_last = b->n_tokens;
+    ctx->n_decode++;
+    ctx->n_tokens_decoded += (uint64_t)b->n_tokens;
+    return LLM_STATUS_OK;
+}
+
+LLM_API int32_t llm_decode(llm_context *ctx, const llm_batch *batch) {
+    llm_error_clear();
+    if (!ctx || !batch) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "NULL argument");
+    llm_alloc_counter *prev = llm_alloc_counter_push(&ctx->alloc_decode);
+    int32_t st = decode(ctx, batch);
+    llm_alloc_counter_pop(prev);
+    return st;
+}
+
+LLM_API int32_t llm_n_outputs(const llm_context *ctx) { return ctx ? ctx->n_outputs : 0; }
+
+LLM_API float *llm_get_logits(llm_context *ctx) {
+    return ctx && ctx->n_outputs > 0 ? ctx->logits : NULL;
+}
+
+LLM_API float *llm_get_logits_ith(llm_context *ctx, int32_t i) {
+    llm_error_clear();
+    if (!ctx) {
+        llm_error(LLM_STATUS_INVALID_ARGUMENT, "ctx must not be NULL");
+        return NULL;
+    }
+    int32_t n = ctx->n_batch_last;
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) {
+        llm_error(LLM_STATUS_INVALID_ARGUMENT, "batch index out of range (last batch had %d "
+                  "tokens)", n);
+        return NULL;
+    }
+    if (ctx->output_row[i] < 0) {
+        llm_error(LLM_STATUS_INVALID_ARGUMENT, "logits of batch token %d were not requested", i);
+        return NULL;
+    }
+    return ctx->logits + (size_t)ctx->output_row[i] * ctx->model->hp.n_vocab;
+}
+
+/* ---- memory operations ---- */
+
+LLM_API void llm_memory_clear(llm_context *ctx) {
+    if (ctx) ctx->memory->ops->clear(ctx->memory);
+}
+
+LLM_API int32_t llm_memory_seq_rm(llm_context *ctx, llm_seq_id seq, llm_pos p0, llm_pos p1) {
+    llm_error_clear();
+    if (!ctx) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "ctx must not be NULL");
+    return ctx->memory->ops->seq_rm(ctx->memory, seq, p0, p1);
+}
+
+LLM_API int32_t llm_memory_seq_cp(llm_context *ctx, llm_seq_id src, llm_seq_id dst, llm_pos p0,
+                                  llm_pos p1) {
+    llm_error_clear();
+    if (!ctx) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "ctx must not be NULL");
+    return ctx->memory->ops->seq_cp(ctx->memory, src, dst, p0, p1);
+}
+
+LLM_API int32_t llm_memory_seq_keep(llm_context *ctx, llm_seq_id seq) {
+    llm_error_clear();
+    if (!ctx) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "ctx must not be NULL");
+    return ctx->memory->ops->seq_keep(ctx->memory, seq);
+}
+
+LLM_API llm_pos llm_memory_seq_pos_min(const llm_context *ctx, llm_seq_id seq) {
+    return ctx ? ctx->memory->ops->seq_pos_min(ctx->memory, seq) : -1;
+}
+
+LLM_API llm_pos llm_memory_seq_pos_max(const llm_context *ctx, llm_seq_id seq) {
+    return ctx ? ctx->memory->ops->seq_pos_max(ctx->memory, seq) : -1;
+}

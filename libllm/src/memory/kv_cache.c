@@ -1,0 +1,277 @@
+/* kv_cache.c -- cell bookkeeping of the KV cache and its memory_ops. */
+#include "kv_cache.h"
+
+#include <string.h>
+
+#include "../quant.h"
+#include "../util.h"
+
+static kv_cache *as_kv(llm_memory *m) { return (kv_cache *)m; }
+static const kv_cache *as_kv_c(const llm_memory *m) { return (const kv_cache *)m; }
+
+static uint64_t *cell_seqs(const kv_cache *kv, uint32_t c) {
+    return kv->seqs + (uint64_t)c * kv->seq_words;
+}
+
+static bool cell_empty(const kv_cache *kv, uint32_t c) { return kv->pos[c] < 0; }
+
+static void cell_clear(kv_cache *kv, uint32_t c) {
+    if (cell_empty(kv, c)) return;
+    kv->pos[c] = -1;
+    memset(cell_seqs(kv, c), 0, kv->seq_words * sizeof(uint64_t));
+    kv->n_used--;
+    if (c < kv->head) kv->head = c;
+}
+
+/* Removes seq from cell c; empties the cell when no sequence is left. */
+static void cell_drop_seq(kv_cache *kv, uint32_t c, llm_seq_id seq) {
+    uint64_t *s = cell_seqs(kv, c);
+    s[seq / 64] &= ~(1ull << (seq % 64));
+    for (uint32_t w = 0; w < kv->seq_words; w++) {
+        if (s[w]) return;
+    }
+    cell_clear(kv, c);
+}
+
+static void cell_add_seq(kv_cache *kv, uint32_t c, llm_seq_id seq) {
+    cell_seqs(kv, c)[seq / 64] |= 1ull << (seq % 64);
+}
+
+static void range_defaults(llm_pos *p0, llm_pos *p1) {
+    if (*p0 < 0) *p0 = 0;
+    if (*p1 < 0) *p1 = INT32_MAX;
+}
+
+static bool seq_valid(const kv_cache *kv, llm_seq_id seq) {
+    return seq >= 0 && (uint32_t)seq < kv->n_seq_max;
+}
+
+static int32_t bad_seq(const kv_cache *kv, llm_seq_id seq) {
+    return llm_error(LLM_STATUS_INVALID_ARGUMENT, "sequence id %d is outside [0, %u)", seq,
+                     kv->n_seq_max);
+}
+
+/* ---- memory_ops ---- */
+
+static void kv_clear(llm_memory *m) {
+    kv_cache *kv = as_kv(m);
+    for (uint32_t c = 0; c < kv->n_cells; c++) kv->pos[c] = -1;
+    memset(kv->seqs, 0, (size_t)kv->n_cells * kv->seq_words * sizeof(uint64_t));
+    kv->n_used = 0;
+    kv->head = 0;
+}
+
+static int32_t kv_seq_rm(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1) {
+    kv_cache *kv = as_kv(m);
+    if (seq >= 0 && !seq_valid(kv, seq)) return bad_seq(kv, seq);
+    range_defaults(&p0, &p1);
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (cell_empty(kv, c) || kv->pos[c] < p0 || kv->pos[c] >= p1) continue;
+        if (seq < 0) {
+            cell_clear(kv, c);
+        } else if (kv_cell_has_seq(kv, c, seq)) {
+            cell_drop_seq(kv, c, seq);
+        }
+    }
+    return LLM_STATUS_OK;
+}
+
+static int32_t kv_seq_cp(llm_memory *m, llm_seq_id src, llm_seq_id dst, llm_pos p0, llm_pos p1) {
+    kv_cache *kv = as_kv(m);
+    if (!seq_valid(kv, src)) return bad_seq(kv, src);
+    if (!seq_valid(kv, dst)) return bad_seq(kv, dst);
+    if (src == dst) return LLM_STATUS_OK;
+    kv_seq_rm(m, dst, p0, p1);
+    range_defaults(&p0, &p1);
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (cell_empty(kv, c) || kv->pos[c] < p0 || kv->pos[c] >= p1) continue;
+        if (kv_cell_has_seq(kv, c, src)) cell_add_seq(kv, c, dst);
+    }
+    return LLM_STATUS_OK;
+}
+
+static int32_t kv_seq_keep(llm_memory *m, llm_seq_id seq) {
+    kv_cache *kv = as_kv(m);
+    if (!seq_valid(kv, seq)) return bad_seq(kv, seq);
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (cell_empty(kv, c)) continue;
+        if (!kv_cell_has_seq(kv, c, seq)) {
+            cell_clear(kv, c);
+        } else {
+            uint64_t *s = cell_seqs(kv, c);
+            memset(s, 0, kv->seq_words * sizeof(uint64_t));
+            cell_add_seq(kv, c, seq);
+        }
+    }
+    return LLM_STATUS_OK;
+}
+
+static llm_pos kv_seq_pos_min(const llm_memory *m, llm_seq_id seq) {
+    const kv_cache *kv = as_kv_c(m);
+    if (!seq_valid(kv, seq)) return -1;
+    llm_pos best = -1;
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (!cell_empty(kv, c) && kv_cell_has_seq(kv, c, seq) && (best < 0 || kv->pos[c] < best)) {
+            best = kv->pos[c];
+        }
+    }
+    return best;
+}
+
+static llm_pos kv_seq_pos_max(const llm_memory *m, llm_seq_id seq) {
+    const kv_cache *kv = as_kv_c(m);
+    if (!seq_valid(kv, seq)) return -1;
+    llm_pos best = -1;
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (!cell_empty(kv, c) && kv_cell_has_seq(kv, c, seq) && kv->pos[c] > best) {
+            best = kv->pos[c];
+        }
+    }
+    return best;
+}
+
+/* Each token takes one new cell and a decode never frees one, so a batch fits exactly when
+ * the free cells number at least its tokens. */
+static int32_t kv_plan(llm_memory *m, const ubatch *ubs, int n_ubs) {
+    kv_cache *kv = as_kv(m);
+    uint64_t need = 0;
+    for (int i = 0; i < n_ubs; i++) need += (uint64_t)ubs[i].n_tok;
+    uint32_t free_cells = kv->n_cells - kv->n_used;
+    if (need > free_cells) {
+        return llm_error(LLM_STATUS_MEMORY_FULL, "the KV cache is full: the batch needs %llu "
+                         "cells, %u of %u are free", (unsigned long long)need, free_cells,
+                         kv->n_cells);
+    }
+    return LLM_STATUS_OK;
+}
+
+/* Takes a contiguous run of free cells when there is one (from head, then from 0), any free
+ * cells otherwise. */
+static int32_t kv_apply(llm_memory *m, ubatch *ub) {
+    kv_cache *kv = as_kv(m);
+    uint32_t n = (uint32_t)ub->n_tok;
+    if (n > kv->n_cells - kv->n_used) {
+        return llm_error(LLM_STATUS_MEMORY_FULL, "the KV cache is full");
+    }
+    int64_t start = -1;
+    for (int pass = 0; pass < 2 && start < 0; pass++) {
+        uint32_t run = 0;
+        for (uint32_t c = pass == 0 ? kv->head : 0; c < kv->n_cells; c++) {
+            run = cell_empty(kv, c) ? run + 1 : 0;
+            if (run == n) {
+                start = (int64_t)c + 1 - n;
+                break;
+            }
+        }
+    }
+    uint32_t c = start >= 0 ? (uint32_t)start : 0;
+    for (uint32_t i = 0; i < n; i++, c++) {
+        while (!cell_empty(kv, c)) c++;
+        ub->cells[i] = (int32_t)c;
+        kv->pos[c] = ub->pos[i];
+        for (int s = 0; s < ub->n_seq_id[i]; s++) cell_add_seq(kv, c, ub->seq_id[i][s]);
+        kv->n_used++;
+    }
+    kv->head = c < kv->n_cells ? c : 0;
+    return LLM_STATUS_OK;
+}
+
+static void kv_rollback(llm_memory *m, const ubatch *ub) {
+    kv_cache *kv = as_kv(m);
+    for (int i = 0; i < ub->n_tok; i++) cell_clear(kv, (uint32_t)ub->cells[i]);
+}
+
+static uint32_t kv_n_cells_used(const llm_memory *m) { return as_kv_c(m)->n_used; }
+static uint32_t kv_n_cells_total(const llm_memory *m) { return as_kv_c(m)->n_cells; }
+
+static void kv_free(llm_memory *m) {
+    kv_cache *kv = as_kv(m);
+    if (!kv) return;
+    for (uint32_t l = 0; kv->k && l < kv->n_layer; l++) llm_aligned_free(kv->k[l]);
+    for (uint32_t l = 0; kv->v && l < kv->n_layer; l++) llm_aligned_free(kv->v[l]);
+    llm_free(kv->k);
+    llm_free(kv->v);
+    llm_free(kv->pos);
+    llm_free(kv->seqs);
+    llm_free(kv);
+}
+
+static const memory_ops kv_ops = {
+    .free = kv_free,
+    .clear = kv_clear,
+    .seq_rm = kv_seq_rm,
+    .seq_cp = kv_seq_cp,
+    .seq_keep = kv_seq_keep,
+    .seq_pos_min = kv_seq_pos_min,
+    .seq_pos_max = kv_seq_pos_max,
+    .plan = kv_plan,
+    .apply = kv_apply,
+    .rollback = kv_rollback,
+    .n_cells_used = kv_n_cells_used,
+    .n_cells_total = kv_n_cells_total,
+};
+
+uint32_t kv_cache_n_active(const kv_cache *kv) {
+    uint32_t n = kv->n_cells;
+    while (n > 0 && cell_empty(kv, n - 1)) n--;
+    return n;
+}
+
+void kv_cache_fill_mask(const kv_cache *kv, llm_pos pos, const llm_seq_id *seq_ids, int n_seq,
+                        uint8_t *mask, uint32_t n_kv) {
+    for (uint32_t c = 0; c < n_kv; c++) {
+        bool ok = !cell_empty(kv, c) && kv->pos[c] <= pos;
+        for (int s = 0; ok && s < n_seq; s++) ok = kv_cell_has_seq(kv, c, seq_ids[s]);
+        mask[c] = ok;
+    }
+}
+
+static int32_t row_bytes(uint32_t type, uint32_t n, uint64_t *out, const char *what) {
+    const type_traits *t = type_traits_get(type);
+    if (!t || !t->from_f32 || !t->to_f32 || !t->dot_f32 || !type_row_bytes(type, n, out)) {
+        return llm_error(LLM_STATUS_UNSUPPORTED, "%s cache type %s is not supported for heads "
+                         "of %u values", what, t ? t->name : "(unknown)", n);
+    }
+    return LLM_STATUS_OK;
+}
+
+int32_t kv_cache_create(const kv_cache_params *p, kv_cache **out) {
+    *out = NULL;
+    int32_t st;
+    uint64_t kh, vh;
+    if ((st = row_bytes(p->type_k, p->head_dim_k, &kh, "K")) ||
+        (st = row_bytes(p->type_v, p->head_dim_v, &vh, "V"))) {
+        return st;
+    }
+    kv_cache *kv = llm_calloc(1, sizeof *kv);
+    if (!kv) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory creating the KV cache");
+    kv->base.ops = &kv_ops;
+    kv->n_cells = p->n_cells;
+    kv->n_layer = p->n_layer;
+    kv->n_seq_max = p->n_seq_max;
+    kv->seq_words = (p->n_seq_max + 63) / 64;
+    kv->type_k = p->type_k;
+    kv->type_v = p->type_v;
+    kv->k_head_bytes = kh;
+    kv->v_head_bytes = vh;
+    kv->k_cell_bytes = kh * p->n_head_kv;
+    kv->v_cell_bytes = vh * p->n_head_kv;
+    kv->pos = llm_malloc(sizeof(llm_pos) * p->n_cells);
+    kv->seqs = llm_calloc((size_t)p->n_cells * kv->seq_words, sizeof(uint64_t));
+    kv->k = llm_calloc(p->n_layer, sizeof(uint8_t *));
+    kv->v = llm_calloc(p->n_layer, sizeof(uint8_t *));
+    bool ok = kv->pos && kv->seqs && kv->k && kv->v;
+    for (uint32_t l = 0; ok && l < p->n_layer; l++) {
+        kv->k[l] = llm_aligned_alloc(kv->k_cell_bytes * p->n_cells);
+        kv->v[l] = llm_aligned_alloc(kv->v_cell_bytes * p->n_cells);
+        ok = kv->k[l] && kv->v[l];
+    }
+    if (!ok) {
+        kv_free(&kv->base);
+        return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory allocating the KV cache "
+                         "(%u cells)", p->n_cells);
+    }
+    kv_clear(&kv->base);
+    *out = kv;
+    return LLM_STATUS_OK;
+}

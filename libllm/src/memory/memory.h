@@ -1,0 +1,45 @@
+/* memory.h -- the one interface the decode loop talks to, whatever holds the model's past:
+ * a KV cache for attention layers, (later) recurrent state pools, or a hybrid of both. */
+#ifndef LLM_MEMORY_H
+#define LLM_MEMORY_H
+
+#include <stdint.h>
+
+#include "libllm.h"
+
+/* One micro-batch: a slice of the caller's batch, plus where its tokens went. */
+typedef struct ubatch {
+    int n_tok;
+    const llm_token *token;        /* [n_tok] */
+    const llm_pos *pos;            /* [n_tok] */
+    const int32_t *n_seq_id;       /* [n_tok] */
+    llm_seq_id *const *seq_id;     /* [n_tok][n_seq_id[i]] */
+    const int8_t *logits;          /* [n_tok] output flags */
+    int32_t *cells;                /* [n_tok] filled by memory apply: the cell of each token */
+} ubatch;
+
+typedef struct llm_memory llm_memory;
+
+typedef struct memory_ops {
+    void (*free)(llm_memory *m);
+    void (*clear)(llm_memory *m);
+    int32_t (*seq_rm)(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1);
+    int32_t (*seq_cp)(llm_memory *m, llm_seq_id src, llm_seq_id dst, llm_pos p0, llm_pos p1);
+    int32_t (*seq_keep)(llm_memory *m, llm_seq_id seq);
+    llm_pos (*seq_pos_min)(const llm_memory *m, llm_seq_id seq);
+    llm_pos (*seq_pos_max)(const llm_memory *m, llm_seq_id seq);
+    /* Dry run over every micro-batch of a batch: LLM_STATUS_OK if all of them fit,
+     * LLM_STATUS_MEMORY_FULL (with a message) if not. Changes nothing. */
+    int32_t (*plan)(llm_memory *m, const ubatch *ubs, int n_ubs);
+    /* Places a planned micro-batch (fills ub->cells); rollback undoes exactly that. */
+    int32_t (*apply)(llm_memory *m, ubatch *ub);
+    void (*rollback)(llm_memory *m, const ubatch *ub);
+    uint32_t (*n_cells_used)(const llm_memory *m);
+    uint32_t (*n_cells_total)(const llm_memory *m);
+} memory_ops;
+
+struct llm_memory {
+    const memory_ops *ops;
+};
+
+#endif

@@ -1,0 +1,418 @@
+/* model.c -- loading a model: architecture, hyperparameters, weight binding with shape checks,
+ * and the model / vocabulary queries of the ABI. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "quant.h"
+#include "util.h"
+
+LLM_API void llm_model_default_params(llm_model_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    p->use_mmap = true;
+}
+
+/* ---- hyperparameters ---- */
+
+static bool get_arch_u32(const gguf_file *f, const char *arch, const char *key, uint32_t *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    return gguf_get_u32(f, full, out);
+}
+
+static bool get_arch_f32(const gguf_file *f, const char *arch, const char *key, float *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    return gguf_get_f32(f, full, out);
+}
+
+static int32_t require_u32(const gguf_file *f, const char *arch, const char *key, uint32_t *out) {
+    if (!get_arch_u32(f, arch, key, out) || *out == 0) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "missing or invalid metadata key '%s.%s'", arch,
+                         key);
+    }
+    return LLM_STATUS_OK;
+}
+
+static int32_t load_hparams(llm_model *m) {
+    const gguf_file *f = m->file;
+    const char *a = m->arch_name;
+    llm_hparams *hp = &m->hp;
+    int32_t st;
+    if ((st = require_u32(f, a, "embedding_length", &hp->n_embd)) ||
+        (st = require_u32(f, a, "block_count", &hp->n_layer)) ||
+        (st = require_u32(f, a, "feed_forward_length", &hp->n_ff)) ||
+        (st = require_u32(f, a, "attention.head_count", &hp->n_head))) {
+        return st;
+    }
+    if (!get_arch_u32(f, a, "attention.head_count_kv", &hp->n_head_kv)) hp->n_head_kv = hp->n_head;
+    if (!get_arch_u32(f, a, "context_length", &hp->n_ctx_train)) hp->n_ctx_train = 2048;
+    if (hp->n_layer > 4096 || hp->n_head > 4096 || hp->n_head_kv == 0 ||
+        hp->n_head % hp->n_head_kv != 0) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid layer/head counts (%u layers, %u heads, "
+                         "%u kv heads)", hp->n_layer, hp->n_head, hp->n_head_kv);
+    }
+    uint32_t hd = hp->n_embd / hp->n_head;
+    if (!get_arch_u32(f, a, "attention.key_length", &hp->head_dim_k)) hp->head_dim_k = hd;
+    if (!get_arch_u32(f, a, "attention.value_length", &hp->head_dim_v)) hp->head_dim_v = hd;
+    if (!get_arch_u32(f, a, "rope.dimension_count", &hp->n_rot)) hp->n_rot = hp->head_dim_k;
+    if (hp->head_dim_k == 0 || hp->head_dim_v == 0 || hp->head_dim_k > 1024 ||
+        hp->head_dim_v > 1024 || hp->n_rot > hp->head_dim_k || hp->n_rot % 2 != 0) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid head size (k %u, v %u, rope %u)",
+                         hp->head_dim_k, hp->head_dim_v, hp->n_rot);
+    }
+    if (!get_arch_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps)) {
+        hp->norm_eps = 1e-5f;
+    }
+    if (!get_arch_f32(f, a, "rope.freq_base", &hp->rope_freq_base)) hp->rope_freq_base = 10000.0f;
+    hp->rope_freq_scale = 1.0f;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    gguf_str type = {0};
+    float factor = 0.0f;
+    if (gguf_get_str(f, key, &type)) {
+        bool linear = type.len == 6 && memcmp(type.ptr, "linear", 6) == 0;
+        bool none = type.len == 4 && memcmp(type.ptr, "none", 4) == 0;
+        if (!linear && !none) {
+            return llm_error(LLM_STATUS_UNSUPPORTED, "rope scaling type '%.*s' is not supported",
+                             (int)LLM_MIN(type.len, 32), type.ptr);
+        }
+    }
+    if (get_arch_f32(f, a, "rope.scaling.factor", &factor) && factor > 0.0f &&
+        !(type.ptr && type.len == 4)) {
+        hp->rope_freq_scale = 1.0f / factor;
+    }
+    if (!(hp->norm_eps > 0.0f) || !(hp->rope_freq_base > 0.0f) || !isfinite(hp->rope_freq_base)) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid norm epsilon or rope base");
+    }
+    hp->rope_neox = m->arch == ARCH_QWEN2;
+    return LLM_STATUS_OK;
+}
+
+/* ---- weights ---- */
+
+/* Finds `name` and checks its dims; required tensors must exist. */
+static int32_t bind(llm_model *m, const char *name, int64_t ne0, int64_t ne1, bool required,
+                    const gguf_tensor **out) {
+    const gguf_tensor *t = gguf_get_tensor(m->file, name);
+    *out = t;
+    if (!t) {
+        return required ? llm_error(LLM_STATUS_BAD_FORMAT, "missing tensor '%s'", name)
+                        : LLM_STATUS_OK;
+    }
+    int64_t want_ne1 = ne1 ? ne1 : 1;
+    if (t->ne[0] != ne0 || t->ne[1] != want_ne1 || t->ne[2] != 1 || t->ne[3] != 1) {
+        return llm_error(LLM_STATUS_BAD_FORMAT,
+                         "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+                         name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                         (long long)t->ne[3], (long long)ne0, (long long)want_ne1);
+    }
+    const type_traits *tt = type_traits_get(t->type);
+    if (!tt->dot_f32) {
+        return llm_error(LLM_STATUS_UNSUPPORTED, "tensor '%s' has type %s, which libllm does not "
+                         "support yet", name, tt->name);
+    }
+    return LLM_STATUS_OK;
+}
+
+static int32_t bind_matrix(llm_model *m, const char *name, int64_t n_in, int64_t n_out,
+                           const gguf_tensor **out) {
+    return bind(m, name, n_in, n_out, true, out);
+}
+
+/* A 1-D tensor, converted to an f32 copy the model owns. */
+static int32_t bind_vector(llm_model *m, const char *name, int64_t n, bool required,
+                           float **out) {
+    const gguf_tensor *t;
+    *out = NULL;
+    int32_t st = bind(m, name, n, 0, required, &t);
+    if (st != LLM_STATUS_OK || !t) return st;
+    *out = llm_malloc(sizeof(float) * (size_t)n);
+    if (!*out) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory loading '%s'", name);
+    type_traits_get(t->type)->to_f32(t->data, *out, n);
+    return LLM_STATUS_OK;
+}
+
+static int32_t bind_weights(llm_model *m, const llm_model_params *p) {
+    llm_hparams *hp = &m->hp;
+    const gguf_tensor *embd = gguf_get_tensor(m->file, "token_embd.weight");
+    if (!embd) return llm_error(LLM_STATUS_BAD_FORMAT, "missing tensor 'token_embd.weight'");
+    if (embd->ne[1] <= 0 || embd->ne[1] > INT32_MAX) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid vocabulary size in token_embd.weight");
+    }
+    hp->n_vocab = (uint32_t)embd->ne[1];
+    int32_t st;
+    int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim_k;
+    int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k, V = (int64_t)hp->n_head_kv * hp->head_dim_v;
+    int64_t O = (int64_t)hp->n_head * hp->head_dim_v, F = hp->n_ff;
+    if ((st = bind_matrix(m, "token_embd.weight", E, hp->n_vocab, &m->tok_embd)) ||
+        (st = bind_vector(m, "output_norm.weight", E, true, &m->output_norm)) ||
+        (st = bind(m, "output.weight", E, hp->n_vocab, false, &m->output)) ||
+        (st = bind_vector(m, "rope_freqs.weight", hp->n_rot / 2, false, &m->rope_freqs))) {
+        return st;
+    }
+    if (!m->output) m->output = m->tok_embd;   /* tied embeddings */
+    m->layers = llm_calloc(hp->n_layer, sizeof *m->layers);
+    if (!m->layers) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory loading layers");
+    bool bias = m->arch == ARCH_QWEN2;
+    for (uint32_t i = 0; i < hp->n_layer; i++) {
+        llm_layer *l = &m->layers[i];
+        char n[12][64];
+        const char *parts[12] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight",
+                                 "attn_v.weight", "attn_output.weight", "attn_q.bias",
+                                 "attn_k.bias", "attn_v.bias", "ffn_norm.weight",
+                                 "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"};
+        for (int j = 0; j < 12; j++) snprintf(n[j], sizeof n[j], "blk.%u.%s", i, parts[j]);
+        if ((st = bind_vector(m, n[0], E, true, &l->attn_norm)) ||
+            (st = bind_matrix(m, n[1], E, Q, &l->wq)) ||
+            (st = bind_matrix(m, n[2], E, K, &l->wk)) ||
+            (st = bind_matrix(m, n[3], E, V, &l->wv)) ||
+            (st = bind_matrix(m, n[4], O, E, &l->wo)) ||
+            (st = bind_vector(m, n[5], Q, bias, &l->bq)) ||
+            (st = bind_vector(m, n[6], K, bias, &l->bk)) ||
+            (st = bind_vector(m, n[7], V, bias, &l->bv)) ||
+            (st = bind_vector(m, n[8], E, true, &l->ffn_norm)) ||
+            (st = bind_matrix(m, n[9], E, F, &l->ffn_gate)) ||
+            (st = bind_matrix(m, n[10], E, F, &l->ffn_up)) ||
+            (st = bind_matrix(m, n[11], F, E, &l->ffn_down))) {
+            return st;
+        }
+        if (p->progress && !p->progress((float)(i + 1) / (float)(hp->n_layer + 1),
+                                        p->progress_user_data)) {
+            return llm_error(LLM_STATUS_ABORTED, "model loading aborted by the progress callback");
+        }
+    }
+    return LLM_STATUS_OK;
+}
+
+static void free_layers(llm_model *m) {
+    if (!m->layers) return;
+    for (uint32_t i = 0; i < m->hp.n_layer; i++) {
+        llm_layer *l = &m->layers[i];
+        llm_free(l->attn_norm);
+        llm_free(l->bq);
+        llm_free(l->bk);
+        llm_free(l->bv);
+        llm_free(l->ffn_norm);
+    }
+    llm_free(m->layers);
+}
+
+LLM_API void llm_model_free(llm_model *m) {
+    if (!m) return;
+    free_layers(m);
+    llm_free(m->output_norm);
+    llm_free(m->rope_freqs);
+    vocab_free(m->vocab);
+    gguf_close(m->file);
+    llm_free(m);
+}
+
+static int32_t load(llm_model *m, const char *path, const llm_model_params *p) {
+    int32_t st = gguf_open(path, p->use_mmap, &m->file);
+    if (st != LLM_STATUS_OK) return st;
+    gguf_str arch;
+    if (!gguf_get_str(m->file, "general.architecture", &arch) || arch.len == 0 ||
+        arch.len >= sizeof m->arch_name) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "missing or invalid 'general.architecture'");
+    }
+    memcpy(m->arch_name, arch.ptr, arch.len);
+    m->arch_name[arch.len] = '\0';
+    if (gguf_find_key(m->file, "tokenizer.ggml.model") >= 0) {
+        if ((st = vocab_load(m->file, &m->vocab)) != LLM_STATUS_OK) return st;
+    } else if (p->vocab_only) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "the file has no tokenizer (tokenizer.ggml.model)");
+    }
+    m->vocab_only = p->vocab_only;
+    if (p->vocab_only) return LLM_STATUS_OK;
+    if (strcmp(m->arch_name, "llama") == 0) {
+        m->arch = ARCH_LLAMA;
+    } else if (strcmp(m->arch_name, "qwen2") == 0) {
+        m->arch = ARCH_QWEN2;
+    } else {
+        return llm_error(LLM_STATUS_UNSUPPORTED, "architecture '%s' is not supported",
+                         m->arch_name);
+    }
+    if ((st = load_hparams(m)) != LLM_STATUS_OK || (st = bind_weights(m, p)) != LLM_STATUS_OK) {
+        return st;
+    }
+    if (m->vocab && vocab_n_tokens(m->vocab) > (int32_t)m->hp.n_vocab) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "the tokenizer has %d tokens but the model only "
+                         "%u embedding rows", vocab_n_tokens(m->vocab), m->hp.n_vocab);
+    }
+    for (uint64_t i = 0; i < m->file->n_tensors; i++) {
+        const gguf_tensor *t = &m->file->tensors[i];
+        m->n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+        m->n_bytes += t->n_bytes;
+    }
+    return LLM_STATUS_OK;
+}
+
+LLM_API int32_t llm_model_load(const char *path, const llm_model_params *params,
+                               llm_model **out) {
+    llm_error_clear();
+    if (!out) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "out must not be NULL");
+    *out = NULL;
+    if (!path) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "path must not be NULL");
+    llm_model_params p;
+    llm_model_default_params(&p);
+    if (params) {
+        if (params->size < sizeof(uint32_t) || params->size > sizeof p) {
+            return llm_error(LLM_STATUS_INVALID_ARGUMENT, "llm_model_params.size is %u, expected "
+                             "%zu (use llm_model_default_params)", params->size, sizeof p);
+        }
+        memcpy(&p, params, params->size);
+    }
+    if (p.progress && !p.progress(0.0f, p.progress_user_data)) {
+        return llm_error(LLM_STATUS_ABORTED, "model loading aborted by the progress callback");
+    }
+    llm_model *m = llm_calloc(1, sizeof *m);
+    if (!m) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory");
+    int32_t st = load(m, path, &p);
+    if (st != LLM_STATUS_OK) {
+        llm_model_free(m);
+        return st;
+    }
+    if (p.progress && !p.progress(1.0f, p.progress_user_data)) {
+        llm_model_free(m);
+        return llm_error(LLM_STATUS_ABORTED, "model loading aborted by the progress callback");
+    }
+    *out = m;
+    return LLM_STATUS_OK;
+}
+
+/* ---- model queries ---- */
+
+LLM_API int32_t llm_model_n_vocab(const llm_model *m) {
+    if (!m) return 0;
+    if (m->vocab_only || !m->hp.n_vocab) return m->vocab ? vocab_n_tokens(m->vocab) : 0;
+    return (int32_t)m->hp.n_vocab;
+}
+LLM_API int32_t llm_model_n_embd(const llm_model *m) { return m ? (int32_t)m->hp.n_embd : 0; }
+LLM_API int32_t llm_model_n_layer(const llm_model *m) { return m ? (int32_t)m->hp.n_layer : 0; }
+LLM_API int32_t llm_model_n_head(const llm_model *m) { return m ? (int32_t)m->hp.n_head : 0; }
+LLM_API int32_t llm_model_n_head_kv(const llm_model *m) {
+    return m ? (int32_t)m->hp.n_head_kv : 0;
+}
+LLM_API int32_t llm_model_n_ctx_train(const llm_model *m) {
+    return m ? (int32_t)m->hp.n_ctx_train : 0;
+}
+LLM_API uint64_t llm_model_n_params(const llm_model *m) { return m ? m->n_params : 0; }
+LLM_API uint64_t llm_model_size(const llm_model *m) { return m ? m->n_bytes : 0; }
+LLM_API const char *llm_model_arch(const llm_model *m) { return m ? m->arch_name : ""; }
+
+LLM_API int32_t llm_model_meta_count(const llm_model *m) {
+    return m ? (int32_t)m->file->n_kv : 0;
+}
+
+LLM_API const char *llm_model_meta_key(const llm_model *m, int32_t i) {
+    if (!m || i < 0 || (uint64_t)i >= m->file->n_kv) return NULL;
+    return m->file->kv[i].key;
+}
+
+LLM_API int32_t llm_model_meta_str(const llm_model *m, const char *key, char *buf,
+                                   int32_t buf_size) {
+    llm_error_clear();
+    if (!m || !key || buf_size < 0 || (buf_size > 0 && !buf)) {
+        llm_error(LLM_STATUS_INVALID_ARGUMENT, "invalid arguments to llm_model_meta_str");
+        return LLM_INT32_ERROR;
+    }
+    int64_t i = gguf_find_key(m->file, key);
+    if (i < 0) {
+        llm_error(LLM_STATUS_INVALID_ARGUMENT, "no metadata key '%s'", key);
+        return LLM_INT32_ERROR;
+    }
+    int n = gguf_kv_to_text(&m->file->kv[i], buf, (size_t)buf_size);
+    if (n < 0) return LLM_INT32_ERROR;
+    if (n >= buf_size) return -(n + 1);
+    return n;
+}
+
+LLM_API int32_t llm_model_tensor_count(const llm_model *m) {
+    return m ? (int32_t)m->file->n_tensors : 0;
+}
+
+LLM_API int32_t llm_model_tensor_info(const llm_model *m, int32_t i, llm_tensor_info *info) {
+    llm_error_clear();
+    if (!m || !info || i < 0 || (uint64_t)i >= m->file->n_tensors) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "tensor index %d out of range", i);
+    }
+    if (info->size < sizeof *info) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "llm_tensor_info.size is too small");
+    }
+    const gguf_tensor *t = &m->file->tensors[i];
+    info->name = t->name;
+    info->type = (int32_t)t->type;
+    info->n_dims = (int32_t)t->n_dims;
+    for (int d = 0; d < 4; d++) info->ne[d] = t->ne[d];
+    info->n_bytes = t->n_bytes;
+    return LLM_STATUS_OK;
+}
+
+LLM_API int32_t llm_model_tensor_to_f32(const llm_model *m, const char *name, float *dst,
+                                        size_t n_dst) {
+    llm_error_clear();
+    if (!m || !name || !dst) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "NULL argument");
+    const gguf_tensor *t = gguf_get_tensor(m->file, name);
+    if (!t) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "no tensor named '%s'", name);
+    const type_traits *tt = type_traits_get(t->type);
+    if (!tt->to_f32) {
+        return llm_error(LLM_STATUS_UNSUPPORTED, "tensor '%s' has type %s, which libllm cannot "
+                         "convert", name, tt->name);
+    }
+    uint64_t n = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+    if (n_dst < n) {
+        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "tensor '%s' has %llu elements, the "
+                         "buffer %zu", name, (unsigned long long)n, n_dst);
+    }
+    tt->to_f32(t->data, dst, (int64_t)n);
+    return LLM_STATUS_OK;
+}
+
+/* ---- vocabulary ---- */
+
+static bool have_vocab(const llm_model *m) {
+    if (m && m->vocab) return true;
+    llm_error(LLM_STATUS_INVALID_ARGUMENT, m ? "the model has no tokenizer" : "model is NULL");
+    return false;
+}
+
+LLM_API llm_token llm_token_bos(const llm_model *m) {
+    return m && m->vocab ? vocab_bos(m->vocab) : -1;
+}
+LLM_API llm_token llm_token_eos(const llm_model *m) {
+    return m && m->vocab ? vocab_eos(m->vocab) : -1;
+}
+LLM_API bool llm_token_is_eog(const llm_model *m, llm_token t) {
+    return m && m->vocab && vocab_is_eog(m->vocab, t);
+}
+LLM_API bool llm_vocab_add_bos(const llm_model *m) { return m && m->vocab && vocab_add_bos(m->vocab); }
+
+LLM_API int32_t llm_tokenize(const llm_model *m, const char *text, int32_t text_len,
+                             llm_token *tokens, int32_t n_tokens_max, bool add_special,
+                             bool parse_special) {
+    llm_error_clear();
+    if (!have_vocab(m)) return LLM_INT32_ERROR;
+    return vocab_tokenize(m->vocab, text, text_len, tokens, n_tokens_max, add_special,
+                          parse_special);
+}
+
+LLM_API int32_t llm_token_to_piece(const llm_model *m, llm_token token, char *buf,
+                                   int32_t buf_size, bool special) {
+    llm_error_clear();
+    if (!have_vocab(m)) return LLM_INT32_ERROR;
+    return vocab_token_to_piece(m->vocab, token, buf, buf_size, special);
+}
+
+LLM_API int32_t llm_detokenize(const llm_model *m, const llm_token *tokens, int32_t n_tokens,
+                               char *buf, int32_t buf_size, bool remove_special,
+                               bool unparse_special) {
+    llm_error_clear();
+    if (!have_vocab(m)) return LLM_INT32_ERROR;
+    return vocab_detokenize(m->vocab, tokens, n_tokens, buf, buf_size, remove_special,
+                            unparse_special);
+}

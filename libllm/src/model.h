@@ -1,0 +1,64 @@
+/* model.h -- a loaded model: the GGUF mapping, hyperparameters, bound weights, vocabulary. */
+#ifndef LLM_MODEL_H
+#define LLM_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "libllm.h"
+#include "vocab.h"
+
+typedef enum llm_arch {
+    ARCH_LLAMA,   /* Llama 2/3, TinyLlama, SmolLM, Mistral (no SWA): interleaved RoPE */
+    ARCH_QWEN2,   /* Qwen2: llama + q/k/v biases, NEOX RoPE */
+} llm_arch;
+
+typedef struct llm_hparams {
+    uint32_t n_vocab;        /* rows of the embedding matrix */
+    uint32_t n_ctx_train;
+    uint32_t n_embd;
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t n_ff;
+    uint32_t head_dim_k;     /* attention.key_length or n_embd / n_head */
+    uint32_t head_dim_v;     /* attention.value_length or n_embd / n_head */
+    uint32_t n_rot;          /* rope.dimension_count or head_dim_k */
+    float norm_eps;
+    float rope_freq_base;
+    float rope_freq_scale;   /* 1 / linear scaling factor */
+    bool rope_neox;
+} llm_hparams;
+
+/* One transformer block. Matrices stay in the file (mapped); 1-D tensors are f32 copies. */
+typedef struct llm_layer {
+    float *attn_norm;              /* [n_embd] */
+    const gguf_tensor *wq;         /* [n_embd] -> [n_head * head_dim_k] */
+    const gguf_tensor *wk;         /* [n_embd] -> [n_head_kv * head_dim_k] */
+    const gguf_tensor *wv;         /* [n_embd] -> [n_head_kv * head_dim_v] */
+    const gguf_tensor *wo;         /* [n_head * head_dim_v] -> [n_embd] */
+    float *bq, *bk, *bv;           /* optional biases (qwen2) */
+    float *ffn_norm;               /* [n_embd] */
+    const gguf_tensor *ffn_gate;   /* [n_embd] -> [n_ff] */
+    const gguf_tensor *ffn_up;     /* [n_embd] -> [n_ff] */
+    const gguf_tensor *ffn_down;   /* [n_ff] -> [n_embd] */
+} llm_layer;
+
+struct llm_model {
+    gguf_file *file;
+    llm_arch arch;
+    char arch_name[32];
+    llm_hparams hp;
+    llm_vocab *vocab;
+    bool vocab_only;
+    const gguf_tensor *tok_embd;   /* [n_vocab][n_embd] */
+    float *output_norm;            /* [n_embd] */
+    const gguf_tensor *output;     /* [n_embd] -> [n_vocab]; tok_embd when tied */
+    float *rope_freqs;             /* optional [n_rot / 2] frequency divisors */
+    llm_layer *layers;             /* [n_layer] */
+    uint64_t n_params;
+    uint64_t n_bytes;
+};
+
+#endif
