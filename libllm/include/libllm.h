@@ -316,6 +316,45 @@ LLM_API llm_pos llm_memory_seq_pos_min(const llm_context *ctx, llm_seq_id seq);
 LLM_API llm_pos llm_memory_seq_pos_max(const llm_context *ctx, llm_seq_id seq);
 
 /* ---------------------------------------------------------------------------------------------
+ * State save / restore. A state is a versioned, checksummed byte string tied to the model it
+ * came from (a fingerprint of its shapes, types and weights). Loading a truncated, corrupted,
+ * foreign or other-model state fails with LLM_STATUS_BAD_FORMAT and leaves the context
+ * exactly as it was. Restoring and continuing gives the same logits as never having saved.
+ * ------------------------------------------------------------------------------------------ */
+
+/* Bytes needed to save the whole context: every cell with its sequences, and the logits of
+ * the last decode. */
+LLM_API size_t llm_state_size(const llm_context *ctx);
+
+/* Writes the whole context's state into dst (capacity `size`); *written gets the bytes used.
+ * LLM_STATUS_INVALID_ARGUMENT when dst is too small (llm_state_size tells the need). */
+LLM_API int32_t llm_state_save(const llm_context *ctx, uint8_t *dst, size_t size,
+                               size_t *written);
+
+/* Replaces the context's memory and last outputs by a saved state. The state may come from
+ * another context of the same model with different sizes, as long as its cells fit (else
+ * LLM_STATUS_MEMORY_FULL) and its sequence ids are below n_seq_max. */
+LLM_API int32_t llm_state_load(llm_context *ctx, const uint8_t *src, size_t size);
+
+/* Bytes needed to save one sequence: only its cells (no logits). */
+LLM_API size_t llm_state_seq_size(const llm_context *ctx, llm_seq_id seq);
+
+LLM_API int32_t llm_state_seq_save(const llm_context *ctx, llm_seq_id seq, uint8_t *dst,
+                                   size_t size, size_t *written);
+
+/* Restores a saved sequence into sequence `seq` (any id, not necessarily the one saved): seq's
+ * current cells are dropped and the saved ones placed in free cells. MEMORY_FULL when they do
+ * not fit; nothing changes on any failure. */
+LLM_API int32_t llm_state_seq_load(llm_context *ctx, llm_seq_id seq, const uint8_t *src,
+                                   size_t size);
+
+/* The same to and from files (written whole, then renamed into place). */
+LLM_API int32_t llm_state_save_file(const llm_context *ctx, const char *path);
+LLM_API int32_t llm_state_load_file(llm_context *ctx, const char *path);
+LLM_API int32_t llm_state_seq_save_file(const llm_context *ctx, llm_seq_id seq, const char *path);
+LLM_API int32_t llm_state_seq_load_file(llm_context *ctx, llm_seq_id seq, const char *path);
+
+/* ---------------------------------------------------------------------------------------------
  * Sampling: a chain of steps applied in the order they were added to a candidate list built
  * from one row of logits. The last step must select a token (greedy or dist); a chain whose
  * steps all filter ends with greedy selection.

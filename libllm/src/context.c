@@ -242,7 +242,7 @@ static int32_t validate_batch(llm_context *ctx, const llm_batch *b) {
 
 /* Makes room for n logits rows. Grows at most up to n_batch rows, so after the largest batch
  * has been seen decode allocates nothing. */
-static int32_t reserve_outputs(llm_context *ctx, int32_t n) {
+int32_t context_reserve_outputs(llm_context *ctx, int32_t n) {
     if ((uint32_t)n <= ctx->logits_rows) return LLM_STATUS_OK;
     float *grown = llm_realloc(ctx->logits, sizeof(float) * (size_t)n * ctx->model->hp.n_vocab);
     if (!grown) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for %d logits rows", n);
@@ -261,7 +261,7 @@ static int32_t decode(llm_context *ctx, const llm_batch *b) {
         ctx->flags[i] = (int8_t)wants_logits(b, i);
         n_outputs += ctx->flags[i];
     }
-    if ((st = reserve_outputs(ctx, n_outputs)) != LLM_STATUS_OK) return st;
+    if ((st = context_reserve_outputs(ctx, n_outputs)) != LLM_STATUS_OK) return st;
 
     int n_ubs = 0;
     for (int32_t i0 = 0; i0 < b->n_tokens; i0 += (int32_t)ctx->params.n_ubatch) {

@@ -37,6 +37,10 @@ struct llm_context {
     uint64_t n_decode, n_tokens_decoded;
 };
 
+/* Makes room for n rows of logits (grows up to n_batch rows, so decode stops allocating once
+ * the largest batch has been seen). */
+int32_t context_reserve_outputs(llm_context *ctx, int32_t n);
+
 /* The forward pass of the llama family (arch/llama.c: llama, qwen2). */
 int32_t llama_scratch_create(const llm_model *model, uint32_t n_ubatch, uint32_t n_ctx,
                              llama_scratch **out);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "state.h"
 #include "util.h"
 
 LLM_API void llm_model_default_params(llm_model_params *p) {
@@ -244,11 +245,22 @@ static int32_t load(llm_model *m, const char *path, const llm_model_params *p) {
         return llm_error(LLM_STATUS_BAD_FORMAT, "the tokenizer has %d tokens but the model only "
                          "%u embedding rows", vocab_n_tokens(m->vocab), m->hp.n_vocab);
     }
+    /* the fingerprint covers the architecture, every shape and type, and a sample of every
+     * tensor's bytes (its first and last 64), so states of look-alike models do not mix */
+    uint64_t h = state_hash(STATE_HASH_SEED, m->arch_name, strlen(m->arch_name));
+    h = state_hash(h, &m->hp, sizeof m->hp);
     for (uint64_t i = 0; i < m->file->n_tensors; i++) {
         const gguf_tensor *t = &m->file->tensors[i];
         m->n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
         m->n_bytes += t->n_bytes;
+        size_t sample = (size_t)LLM_MIN(t->n_bytes, 64);
+        h = state_hash(h, t->name, strlen(t->name));
+        h = state_hash(h, &t->type, sizeof t->type);
+        h = state_hash(h, t->ne, sizeof t->ne);
+        h = state_hash(h, t->data, sample);
+        h = state_hash(h, (const uint8_t *)t->data + t->n_bytes - sample, sample);
     }
+    m->fingerprint = h;
     return LLM_STATUS_OK;
 }
 

@@ -181,6 +181,156 @@ static void kv_rollback(llm_memory *m, const ubatch *ub) {
     for (int i = 0; i < ub->n_tok; i++) cell_clear(kv, (uint32_t)ub->cells[i]);
 }
 
+/* ---- state ----
+ * u32 type_k, type_v, n_layer, seq_words (0 for one sequence), n_saved;
+ * n_saved x { i32 pos; seq_words x u64 }; per layer: n_saved K rows, then n_saved V rows.
+ * Cells are written in ascending cell order and restored in that order, which keeps the
+ * summation order of attention, hence bit-identical results. */
+
+static bool saved_cell(const kv_cache *kv, uint32_t c, llm_seq_id seq) {
+    return !cell_empty(kv, c) && (seq < 0 || kv_cell_has_seq(kv, c, seq));
+}
+
+static void kv_state_write(const llm_memory *m, state_writer *w, llm_seq_id seq) {
+    const kv_cache *kv = as_kv_c(m);
+    uint32_t n_saved = 0;
+    for (uint32_t c = 0; c < kv->n_cells; c++) n_saved += saved_cell(kv, c, seq);
+    uint32_t words = seq < 0 ? kv->seq_words : 0;
+    sw_u32(w, kv->type_k);
+    sw_u32(w, kv->type_v);
+    sw_u32(w, kv->n_layer);
+    sw_u32(w, words);
+    sw_u32(w, n_saved);
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (!saved_cell(kv, c, seq)) continue;
+        sw_i32(w, kv->pos[c]);
+        sw_write(w, cell_seqs(kv, c), words * sizeof(uint64_t));
+    }
+    for (uint32_t l = 0; l < kv->n_layer; l++) {
+        for (int kind = 0; kind < 2; kind++) {
+            const uint8_t *rows = kind == 0 ? kv->k[l] : kv->v[l];
+            uint64_t bytes = kind == 0 ? kv->k_cell_bytes : kv->v_cell_bytes;
+            for (uint32_t c = 0; c < kv->n_cells; c++) {
+                if (saved_cell(kv, c, seq)) sw_write(w, rows + c * bytes, bytes);
+            }
+        }
+    }
+}
+
+/* Cells that would be free once seq's cells are dropped. */
+static uint32_t free_without(const kv_cache *kv, llm_seq_id seq) {
+    uint32_t n = kv->n_cells - kv->n_used;
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (cell_empty(kv, c) || !kv_cell_has_seq(kv, c, seq)) continue;
+        bool only = true;
+        for (uint32_t s = 0; only && s < kv->n_seq_max; s++) {
+            only = (llm_seq_id)s == seq || !kv_cell_has_seq(kv, c, (llm_seq_id)s);
+        }
+        n += only;
+    }
+    return n;
+}
+
+/* Copies saved rows (of type `from`) into the cache (type `to`), converting through f32 when
+ * the types differ. tmp holds one row of n floats. */
+static void put_row(uint8_t *dst, uint32_t to, const uint8_t *src, uint32_t from, uint64_t bytes,
+                    int64_t n, float *tmp) {
+    if (from == to) {
+        memcpy(dst, src, bytes);
+        return;
+    }
+    type_traits_get(from)->to_f32(src, tmp, n);
+    type_traits_get(to)->from_f32(tmp, dst, n);
+}
+
+static int32_t kv_state_read(llm_memory *m, state_reader *r, llm_seq_id seq, bool apply) {
+    kv_cache *kv = as_kv(m);
+    uint32_t type_k = sr_u32(r), type_v = sr_u32(r), n_layer = sr_u32(r);
+    uint32_t words = sr_u32(r), n_saved = sr_u32(r);
+    if (r->failed) return llm_error(LLM_STATUS_BAD_FORMAT, "the KV state is truncated");
+    uint64_t k_bytes, v_bytes;
+    const type_traits *tk = type_traits_get(type_k), *tv = type_traits_get(type_v);
+    if (!tk || !tk->to_f32 || !tv || !tv->to_f32 ||
+        !type_row_bytes(type_k, kv->head_dim_k, &k_bytes) ||
+        !type_row_bytes(type_v, kv->head_dim_v, &v_bytes)) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "the KV state has invalid cache types %u/%u",
+                         type_k, type_v);
+    }
+    k_bytes *= kv->n_head_kv;
+    v_bytes *= kv->n_head_kv;
+    if (n_layer != kv->n_layer || (seq >= 0 && words != 0) || (seq < 0 && words == 0) ||
+        words > 4) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "the KV state does not match this model's "
+                         "layout (%u layers, %u sequence words)", n_layer, words);
+    }
+    uint32_t room = seq < 0 ? kv->n_cells : free_without(kv, seq);
+    if (n_saved > room) {
+        return llm_error(LLM_STATUS_MEMORY_FULL, "the state holds %u cells, only %u fit", n_saved,
+                         room);
+    }
+    /* cell records */
+    const uint8_t *cells = sr_take(r, (size_t)n_saved * (4 + words * 8));
+    if (!cells) return llm_error(LLM_STATUS_BAD_FORMAT, "the KV state is truncated (cells)");
+    for (uint32_t i = 0; i < n_saved; i++) {
+        const uint8_t *rec = cells + (size_t)i * (4 + words * 8);
+        int32_t pos;
+        memcpy(&pos, rec, 4);
+        uint64_t any = 0;
+        for (uint32_t w = 0; w < words; w++) {
+            uint64_t bits;
+            memcpy(&bits, rec + 4 + w * 8, 8);
+            any |= bits;
+            uint32_t lo = w * 64;
+            if (lo + 64 > kv->n_seq_max) {
+                uint64_t allowed = kv->n_seq_max > lo ? (1ull << (kv->n_seq_max - lo)) - 1 : 0;
+                if (bits & ~allowed) {
+                    return llm_error(LLM_STATUS_INVALID_ARGUMENT, "the state uses sequence ids "
+                                     "beyond this context's n_seq_max %u", kv->n_seq_max);
+                }
+            }
+        }
+        if (pos < 0 || pos == INT32_MAX || (words > 0 && any == 0)) {
+            return llm_error(LLM_STATUS_BAD_FORMAT, "the KV state has an invalid cell");
+        }
+    }
+    const uint8_t *rows = sr_take(r, (size_t)n_layer * n_saved * (k_bytes + v_bytes));
+    if (!rows) return llm_error(LLM_STATUS_BAD_FORMAT, "the KV state is truncated (rows)");
+    if (!apply) return LLM_STATUS_OK;
+
+    float *tmp = llm_malloc(sizeof(float) * LLM_MAX(kv->n_head_kv * kv->head_dim_k,
+                                                    kv->n_head_kv * kv->head_dim_v));
+    if (!tmp) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory restoring state");
+    if (seq < 0) {
+        kv_clear(m);
+    } else {
+        kv_seq_rm(m, seq, -1, -1);
+    }
+    /* target cells: ascending free cells; remember them in the pos array order */
+    uint32_t c = 0;
+    for (uint32_t i = 0; i < n_saved; i++, c++) {
+        while (!cell_empty(kv, c)) c++;
+        const uint8_t *rec = cells + (size_t)i * (4 + words * 8);
+        memcpy(&kv->pos[c], rec, 4);
+        if (seq < 0) {
+            memcpy(cell_seqs(kv, c), rec + 4, LLM_MIN(words, kv->seq_words) * 8);
+        } else {
+            cell_add_seq(kv, c, seq);
+        }
+        kv->n_used++;
+        for (uint32_t l = 0; l < n_layer; l++) {
+            const uint8_t *ks = rows + (size_t)l * n_saved * (k_bytes + v_bytes);
+            const uint8_t *vs = ks + (size_t)n_saved * k_bytes;
+            put_row(kv->k[l] + c * kv->k_cell_bytes, kv->type_k, ks + i * k_bytes, type_k,
+                    k_bytes, (int64_t)kv->n_head_kv * kv->head_dim_k, tmp);
+            put_row(kv->v[l] + c * kv->v_cell_bytes, kv->type_v, vs + i * v_bytes, type_v,
+                    v_bytes, (int64_t)kv->n_head_kv * kv->head_dim_v, tmp);
+        }
+    }
+    kv->head = 0;
+    llm_free(tmp);
+    return LLM_STATUS_OK;
+}
+
 static uint32_t kv_n_cells_used(const llm_memory *m) { return as_kv_c(m)->n_used; }
 static uint32_t kv_n_cells_total(const llm_memory *m) { return as_kv_c(m)->n_cells; }
 
@@ -207,6 +357,8 @@ static const memory_ops kv_ops = {
     .plan = kv_plan,
     .apply = kv_apply,
     .rollback = kv_rollback,
+    .state_write = kv_state_write,
+    .state_read = kv_state_read,
     .n_cells_used = kv_n_cells_used,
     .n_cells_total = kv_n_cells_total,
 };
@@ -250,6 +402,9 @@ int32_t kv_cache_create(const kv_cache_params *p, kv_cache **out) {
     kv->n_layer = p->n_layer;
     kv->n_seq_max = p->n_seq_max;
     kv->seq_words = (p->n_seq_max + 63) / 64;
+    kv->n_head_kv = p->n_head_kv;
+    kv->head_dim_k = p->head_dim_k;
+    kv->head_dim_v = p->head_dim_v;
     kv->type_k = p->type_k;
     kv->type_v = p->type_v;
     kv->k_head_bytes = kh;

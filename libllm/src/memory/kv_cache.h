@@ -19,6 +19,7 @@ typedef struct kv_cache {
     uint64_t *seqs;            /* [n_cells][seq_words]: sequence set bits */
     uint32_t n_used;           /* non-empty cells */
     uint32_t head;             /* where the next slot search starts */
+    uint32_t n_head_kv, head_dim_k, head_dim_v;
     uint32_t type_k, type_v;   /* element types of the cached rows */
     uint64_t k_cell_bytes;     /* one cell's keys of one layer: n_head_kv * head_dim_k elements */
     uint64_t v_cell_bytes;

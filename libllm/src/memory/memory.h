@@ -3,8 +3,10 @@
 #ifndef LLM_MEMORY_H
 #define LLM_MEMORY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "../state.h"
 #include "libllm.h"
 
 /* One micro-batch: a slice of the caller's batch, plus where its tokens went. */
@@ -34,6 +36,11 @@ typedef struct memory_ops {
     /* Places a planned micro-batch (fills ub->cells); rollback undoes exactly that. */
     int32_t (*apply)(llm_memory *m, ubatch *ub);
     void (*rollback)(llm_memory *m, const ubatch *ub);
+    /* State: write every cell (seq < 0, with sequence sets) or one sequence's cells. read
+     * with apply false only validates (nothing changes); with apply true it replaces the whole
+     * memory (seq < 0) or sequence seq, and may only be called after a successful check. */
+    void (*state_write)(const llm_memory *m, state_writer *w, llm_seq_id seq);
+    int32_t (*state_read)(llm_memory *m, state_reader *r, llm_seq_id seq, bool apply);
     uint32_t (*n_cells_used)(const llm_memory *m);
     uint32_t (*n_cells_total)(const llm_memory *m);
 } memory_ops;
