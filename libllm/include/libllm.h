@@ -311,6 +311,18 @@ LLM_API int32_t llm_memory_seq_cp(llm_context *ctx, llm_seq_id src, llm_seq_id d
 /* Removes every sequence but seq. */
 LLM_API int32_t llm_memory_seq_keep(llm_context *ctx, llm_seq_id seq);
 
+/* Adds delta to the positions [p0, p1) of seq (a context shift: e.g. after seq_rm of
+ * [n_keep, n_keep + n_discard), seq_add(seq, n_keep + n_discard, -1, -n_discard)). Cached keys
+ * are re-rotated before the next decode. Cells seq shares with other sequences are copied
+ * first, so the others keep their positions (LLM_STATUS_MEMORY_FULL if no free cells are left
+ * for that; nothing changes then). Cells moved below position 0 are dropped. */
+LLM_API int32_t llm_memory_seq_add(llm_context *ctx, llm_seq_id seq, llm_pos p0, llm_pos p1,
+                                   llm_pos delta);
+
+/* Divides the positions [p0, p1) of seq by d > 0 (self-extend); same rules as seq_add. */
+LLM_API int32_t llm_memory_seq_div(llm_context *ctx, llm_seq_id seq, llm_pos p0, llm_pos p1,
+                                   int32_t d);
+
 /* Smallest / largest position of seq in the cache, -1 when seq is empty or invalid. */
 LLM_API llm_pos llm_memory_seq_pos_min(const llm_context *ctx, llm_seq_id seq);
 LLM_API llm_pos llm_memory_seq_pos_max(const llm_context *ctx, llm_seq_id seq);
@@ -363,9 +375,13 @@ LLM_API int32_t llm_state_seq_load_file(llm_context *ctx, llm_seq_id seq, const 
 LLM_API int32_t llm_sampler_chain_create(llm_sampler **out);
 LLM_API void llm_sampler_free(llm_sampler *sampler);
 
-/* Penalties over the last `last_n` accepted tokens (llama.cpp semantics): repeat divides
- * positive logits / multiplies negative ones (1 = off); frequency subtracts freq * count;
- * presence subtracts presence once per seen token. */
+/* Seed value that asks for a fresh random seed (clock-based); any other seed is reproducible. */
+#define LLM_DEFAULT_SEED 0xFFFFFFFFu
+
+/* Penalties over the last `last_n` accepted tokens (0: off, -1: the whole history since the
+ * last reset), llama.cpp semantics: repeat divides positive logits / multiplies negative ones
+ * (1 = off); frequency subtracts freq * count; presence subtracts presence once per seen
+ * token. */
 LLM_API int32_t llm_sampler_add_penalties(llm_sampler *s, int32_t last_n, float repeat,
                                           float frequency, float presence);
 LLM_API int32_t llm_sampler_add_top_k(llm_sampler *s, int32_t k);      /* k <= 0: off */
@@ -373,7 +389,8 @@ LLM_API int32_t llm_sampler_add_top_p(llm_sampler *s, float p, int32_t min_keep)
 LLM_API int32_t llm_sampler_add_min_p(llm_sampler *s, float p, int32_t min_keep);
 LLM_API int32_t llm_sampler_add_temp(llm_sampler *s, float temperature);
 LLM_API int32_t llm_sampler_add_greedy(llm_sampler *s);
-LLM_API int32_t llm_sampler_add_dist(llm_sampler *s, uint32_t seed);   /* seeded draw */
+/* Draws from the softmax of what is left; seed LLM_DEFAULT_SEED draws a random seed. */
+LLM_API int32_t llm_sampler_add_dist(llm_sampler *s, uint32_t seed);
 
 /* Picks a token from the logits of batch token idx of the last decode (as llm_get_logits_ith)
  * and accepts it (it enters the penalty history). */
