@@ -25,6 +25,29 @@ enum vocab_token_type {
     VOCAB_TOKEN_BYTE = 6
 };
 
+/* The vocabulary as plain arrays: what vocab_load reads from tokenizer.ggml.*, and what the
+ * unit tests hand over directly. Nothing is kept: vocab_build copies every string. */
+typedef struct vocab_params {
+    int32_t n_tokens;               /* > 0 */
+    const char *const *pieces;      /* n_tokens byte strings ("\xe2\x96\x81" stands for a space) */
+    const uint32_t *piece_lens;     /* their byte lengths; NULL: the pieces are NUL-terminated */
+    const float *scores;            /* merge priorities, higher first; NULL: all 0 */
+    const int32_t *types;           /* enum vocab_token_type; NULL: all NORMAL */
+    llm_token bos, eos, unk, pad;   /* -1: none */
+    llm_token eot, eom;             /* extra end-of-generation tokens, -1: none */
+    bool add_bos;                   /* vocab_tokenize(add_special) prepends BOS */
+    bool add_eos;                   /* vocab_tokenize(add_special) appends EOS */
+    bool add_space_prefix;          /* a space ("\xe2\x96\x81") starts every text run */
+} vocab_params;
+
+/* No arrays, every id -1, add_bos and add_space_prefix true, add_eos false. */
+void vocab_params_default(vocab_params *params);
+
+/* Builds a vocabulary from params. Returns an llm_status (LLM_STATUS_BAD_FORMAT for
+ * inconsistent input: no tokens, a special id out of range, a BYTE token not spelled <0xNN>);
+ * on failure *out is NULL. */
+int32_t vocab_build(const vocab_params *params, llm_vocab **out);
+
 /* Builds the vocabulary from the file's metadata (copies what it keeps; the file may be
  * closed afterwards). Returns an llm_status; on failure *out is NULL. */
 int32_t vocab_load(const gguf_file *file, llm_vocab **out);
@@ -36,6 +59,14 @@ llm_token vocab_eos(const llm_vocab *vocab);       /* -1 if none */
 bool vocab_is_eog(const llm_vocab *vocab, llm_token token);
 bool vocab_add_bos(const llm_vocab *vocab);
 bool vocab_add_eos(const llm_vocab *vocab);
+llm_token vocab_unk(const llm_vocab *vocab);       /* -1 if none */
+llm_token vocab_pad(const llm_vocab *vocab);       /* -1 if none */
+bool vocab_add_space_prefix(const llm_vocab *vocab);
+
+/* The stored piece of a token (not NUL-terminated), its score and type; false if the id is
+ * out of range. Any output pointer may be NULL. */
+bool vocab_token_info(const llm_vocab *vocab, llm_token token, const char **text,
+                      uint32_t *len, float *score, int32_t *type);
 
 /* The contracts of llm_tokenize, llm_token_to_piece and llm_detokenize in libllm.h. */
 int32_t vocab_tokenize(const llm_vocab *vocab, const char *text, int32_t text_len,

@@ -1,0 +1,10 @@
+"""``python -m libllm``: the command-line interface (see :mod:`libllm.cli`)."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

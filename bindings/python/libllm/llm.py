@@ -1,0 +1,344 @@
+"""LLM: the friendly API (load a model, generate or stream text, score tokens)."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _log
+from ._errors import MemoryFullError
+from .context import Context
+from .model import Model
+from .sampler import RANDOM_SEED, Sampler
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+
+class Utf8Decoder:
+    """Turns a stream of byte chunks (token pieces) into text that is always valid UTF-8.
+
+    Bytes of a multi-byte character split across chunks are held until the character is
+    complete; invalid bytes become U+FFFD."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, data: bytes) -> str:
+        """The text completed by ``data`` (possibly "")."""
+        return self._decoder.decode(data, final=False)
+
+    def flush(self) -> str:
+        """Whatever is left at the end of the stream (an incomplete character: U+FFFD)."""
+        return self._decoder.decode(b"", final=True)
+
+
+class StopMatcher:
+    """Cuts a stream of text at the first occurrence of any stop string.
+
+    Text that might be the start of a stop string is held back until it is clear, so that a
+    stop string split across chunks is still cut exactly: the text returned never contains
+    a stop string nor anything after it."""
+
+    def __init__(self, stops: Sequence[str] = ()) -> None:
+        self._stops = [s for s in stops if s]
+        self._pending = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        """The part of ``text`` (plus anything held before) that is safe to emit now. After a
+        stop string is found, :attr:`stopped` is True and further input is ignored."""
+        if self.stopped:
+            return ""
+        if not self._stops:
+            return text
+        pending = self._pending + text
+        cut = -1
+        for stop in self._stops:
+            i = pending.find(stop)
+            if i >= 0 and (cut < 0 or i < cut):
+                cut = i
+        if cut >= 0:
+            self.stopped = True
+            self._pending = ""
+            return pending[:cut]
+        hold = 0
+        for stop in self._stops:
+            # the longest suffix of pending that is a proper prefix of this stop string
+            for k in range(min(len(stop) - 1, len(pending)), hold, -1):
+                if pending.endswith(stop[:k]):
+                    hold = k
+                    break
+        self._pending = pending[len(pending) - hold :]
+        return pending[: len(pending) - hold]
+
+    def flush(self) -> str:
+        """At the end of the stream: the held-back text (it was not a stop string)."""
+        if self.stopped:
+            return ""
+        rest, self._pending = self._pending, ""
+        return rest
+
+
+@dataclass
+class GenerationStats:
+    """Counters of the last :meth:`LLM.stream` / :meth:`LLM.generate` call."""
+
+    n_prompt_tokens: int = 0
+    prompt_seconds: float = 0.0
+    n_generated: int = 0
+    generate_seconds: float = 0.0
+
+    @property
+    def prompt_tokens_per_second(self) -> float:
+        return self.n_prompt_tokens / self.prompt_seconds if self.prompt_seconds > 0 else 0.0
+
+    @property
+    def generate_tokens_per_second(self) -> float:
+        return self.n_generated / self.generate_seconds if self.generate_seconds > 0 else 0.0
+
+
+class LLM:
+    """A model with one context, ready to generate text.
+
+    >>> with LLM("model.gguf") as llm:
+    ...     print(llm.generate("Once upon a time", max_tokens=32, temperature=0))
+
+    Generation uses sequence 0 of the context, which each call clears; one generation runs
+    at a time (starting another one ends a stream that is still being read).
+
+    Args:
+        model_path: the GGUF file.
+        n_ctx: context size in tokens (0: the model's training context).
+        n_threads: compute threads (0: the number of cores).
+        n_batch: the most tokens decoded per call (prompts are split into such chunks).
+        n_ubatch: the most tokens computed at once (at most n_batch).
+        n_seq_max: sequences the context can hold.
+        seed: sampling seed used when a call gives none; 0xFFFFFFFF draws a random seed
+            for each call.
+        n_gpu_layers: layers to offload to a GPU.
+        type_k, type_v: KV cache types ("f32", "f16", "bf16", "q8_0", "q4_0").
+        verbose: show every library log line on stderr.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        n_ctx: int = 2048,
+        n_threads: int = 0,
+        n_batch: int = 512,
+        n_seq_max: int = 1,
+        seed: int = RANDOM_SEED,
+        n_gpu_layers: int = 0,
+        type_k: str = "f16",
+        type_v: str = "f16",
+        verbose: bool = False,
+        n_ubatch: int = 512,
+    ) -> None:
+        if verbose:
+            _log.enable_verbose()
+        self.seed = int(seed)
+        self.last_stats = GenerationStats()
+        self._generation = 0
+        self.model = Model(model_path, n_gpu_layers=n_gpu_layers)
+        try:
+            if n_batch > 0 and n_ubatch > n_batch:
+                n_ubatch = n_batch
+            self.context = Context(
+                self.model,
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_ubatch=n_ubatch,
+                n_seq_max=n_seq_max,
+                n_threads=n_threads,
+                type_k=type_k,
+                type_v=type_v,
+            )
+        except BaseException:
+            self.model.close()
+            raise
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Frees the context, then the model. Idempotent."""
+        self._generation += 1
+        context = getattr(self, "context", None)
+        if context is not None:
+            context.close()
+        self.model.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def tokenize(self, text: str | bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        """See :meth:`Model.tokenize`."""
+        return self.model.tokenize(text, add_bos, special)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """See :meth:`Model.detokenize`."""
+        return self.model.detokenize(ids)
+
+    # -- generation ----------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int = 128,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """The text generated after ``prompt`` (see :meth:`stream`)."""
+        return "".join(
+            self.stream(
+                prompt,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                min_p=min_p,
+                repeat_penalty=repeat_penalty,
+                stop=stop,
+                seed=seed,
+            )
+        )
+
+    def stream(
+        self,
+        prompt: str,
+        max_tokens: int = 128,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """Generates text after ``prompt``, yielding pieces of valid UTF-8 as they come.
+
+        The prompt is tokenized (BOS per the model, special tokens parsed) and decoded into
+        a cleared sequence 0; then up to ``max_tokens`` tokens (< 0: no limit) are sampled.
+        Generation ends at an end-of-generation token, when the context is full, or at the
+        first ``stop`` string: the text yielded never includes the stop string or anything
+        after it. ``temperature <= 0`` is greedy. ``seed`` None uses the LLM's seed.
+        """
+        if isinstance(stop, str):
+            stops: list[str] = [stop]
+        else:
+            stops = list(stop) if stop is not None else []
+        for s in stops:
+            if not isinstance(s, str):
+                raise TypeError(f"stop strings must be str, got {type(s).__name__}")
+        sampler = Sampler(
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            seed=self.seed if seed is None else seed,
+        )
+        self._generation += 1
+        return self._stream(self._generation, prompt, max_tokens, sampler, stops)
+
+    def _stream(
+        self, generation: int, prompt: str, max_tokens: int, sampler: Sampler, stops: list[str]
+    ) -> Iterator[str]:
+        model, ctx = self.model, self.context
+        stats = self.last_stats = GenerationStats()
+
+        def check_current() -> None:
+            if generation != self._generation:
+                raise RuntimeError("another generation was started on this LLM")
+
+        with sampler:
+            tokens = model.tokenize(prompt, add_bos=True, special=True)
+            if not tokens:
+                if model.bos < 0:
+                    raise ValueError("the prompt is empty and the model has no BOS token")
+                tokens = [model.bos]
+            n_ctx = ctx.n_ctx
+            if len(tokens) > n_ctx:
+                raise ValueError(
+                    f"the prompt is {len(tokens)} tokens, more than the context holds ({n_ctx})"
+                )
+            stats.n_prompt_tokens = len(tokens)
+            for token in tokens:
+                sampler.accept(token)
+
+            t0 = time.perf_counter()
+            ctx.seq_rm(0)
+            ctx.decode_tokens(tokens, pos0=0, seq_id=0, logits="last")
+            stats.prompt_seconds = time.perf_counter() - t0
+
+            decoder = Utf8Decoder()
+            matcher = StopMatcher(stops)
+            n_past = len(tokens)
+            while max_tokens < 0 or stats.n_generated < max_tokens:
+                check_current()
+                t0 = time.perf_counter()
+                token = sampler.sample(ctx, -1)
+                stats.generate_seconds += time.perf_counter() - t0
+                if model.is_eog(token):
+                    break
+                stats.n_generated += 1
+                text = matcher.feed(decoder.feed(model.token_to_piece(token)))
+                if text:
+                    yield text
+                    check_current()
+                if matcher.stopped:
+                    return
+                if 0 <= max_tokens <= stats.n_generated or n_past >= n_ctx:
+                    break
+                t0 = time.perf_counter()
+                try:
+                    ctx.decode_tokens([token], pos0=n_past, seq_id=0, logits="last")
+                except MemoryFullError:
+                    break
+                finally:
+                    stats.generate_seconds += time.perf_counter() - t0
+                n_past += 1
+            text = matcher.feed(decoder.flush())
+            text += matcher.flush()
+            if text:
+                yield text
+
+    # -- scoring -------------------------------------------------------------------------
+
+    def logits(self, tokens: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Logits for every position of ``tokens`` (shape (len(tokens), n_vocab), a copy),
+        computed on a cleared sequence 0 in chunks of n_batch."""
+        ctx = self.context
+        n = len(tokens)
+        n_vocab = self.model.n_vocab
+        out = np.empty((n, n_vocab), dtype=np.float32)
+        if n == 0:
+            return out
+        if n > ctx.n_ctx:
+            raise ValueError(f"{n} tokens are more than the context holds ({ctx.n_ctx})")
+        self._generation += 1
+        ctx.seq_rm(0)
+        n_batch = ctx.n_batch
+        for start in range(0, n, n_batch):
+            chunk = list(tokens[start : start + n_batch])
+            ctx.decode_tokens(chunk, pos0=start, seq_id=0, logits="all")
+            out[start : start + len(chunk)] = ctx.all_logits()
+        return out
