@@ -275,6 +275,7 @@ static int32_t decode(llm_context *ctx, const llm_batch *b) {
         ub->cells = ctx->cells + i0;
     }
     if ((st = ctx->memory->ops->plan(ctx->memory, ctx->ubs, n_ubs)) != LLM_STATUS_OK) return st;
+    if (ctx->kv->has_shift && (st = llama_apply_shift(ctx)) != LLM_STATUS_OK) return st;
 
     ctx->n_outputs = 0;
     ctx->n_batch_last = 0;
@@ -361,6 +362,20 @@ LLM_API int32_t llm_memory_seq_keep(llm_context *ctx, llm_seq_id seq) {
     llm_error_clear();
     if (!ctx) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "ctx must not be NULL");
     return ctx->memory->ops->seq_keep(ctx->memory, seq);
+}
+
+LLM_API int32_t llm_memory_seq_add(llm_context *ctx, llm_seq_id seq, llm_pos p0, llm_pos p1,
+                                   llm_pos delta) {
+    llm_error_clear();
+    if (!ctx) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "ctx must not be NULL");
+    return ctx->memory->ops->seq_add(ctx->memory, seq, p0, p1, delta);
+}
+
+LLM_API int32_t llm_memory_seq_div(llm_context *ctx, llm_seq_id seq, llm_pos p0, llm_pos p1,
+                                   int32_t d) {
+    llm_error_clear();
+    if (!ctx) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "ctx must not be NULL");
+    return ctx->memory->ops->seq_div(ctx->memory, seq, p0, p1, d);
 }
 
 LLM_API llm_pos llm_memory_seq_pos_min(const llm_context *ctx, llm_seq_id seq) {

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "../context.h"
+#include "../quant.h"
 
 struct llama_scratch {
     uint32_t n_ubatch, n_ctx;
@@ -18,6 +19,8 @@ struct llama_scratch {
     float *up;       /* [n_ubatch][n_ff] */
     float *cos_sin;  /* [n_ubatch][n_rot / 2][2] */
     uint8_t *mask;   /* [n_ubatch][n_ctx] */
+    llm_pos *shift_pos;     /* [n_ubatch] pending position changes of cells being re-rotated */
+    int32_t *shift_cells;   /* [n_ubatch] those cells */
 };
 
 void llama_scratch_free(llama_scratch *s) {
@@ -25,6 +28,8 @@ void llama_scratch_free(llama_scratch *s) {
     float *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->tmp, s->gate, s->up, s->cos_sin};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) llm_aligned_free(bufs[i]);
     llm_aligned_free(s->mask);
+    llm_free(s->shift_pos);
+    llm_free(s->shift_cells);
     llm_free(s);
 }
 
@@ -48,8 +53,10 @@ int32_t llama_scratch_create(const llm_model *m, uint32_t n_ubatch, uint32_t n_c
     s->up = llm_aligned_alloc(n * hp->n_ff * f);
     s->cos_sin = llm_aligned_alloc(n * hp->n_rot * f);
     s->mask = llm_aligned_alloc(n * n_ctx);
+    s->shift_pos = llm_malloc(n * sizeof(llm_pos));
+    s->shift_cells = llm_malloc(n * sizeof(int32_t));
     if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->tmp || !s->gate || !s->up ||
-        !s->cos_sin || !s->mask) {
+        !s->cos_sin || !s->mask || !s->shift_pos || !s->shift_cells) {
         llama_scratch_free(s);
         return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for compute buffers "
                          "(n_ubatch %u, n_ctx %u)", n_ubatch, n_ctx);
@@ -58,17 +65,17 @@ int32_t llama_scratch_create(const llm_model *m, uint32_t n_ubatch, uint32_t n_c
     return LLM_STATUS_OK;
 }
 
-/* cos/sin of every rotated pair at every position of the micro-batch; computed the way the
- * reference implementations do it (f32 inverse frequencies, f32 angle). */
-static void rope_table(const llm_model *m, const ubatch *ub, float *cos_sin) {
+/* cos/sin of every rotated pair at n positions; computed the way the reference
+ * implementations do it (f32 inverse frequencies, f32 angle). */
+static void rope_table(const llm_model *m, const llm_pos *pos, int n, float *cos_sin) {
     const llm_hparams *hp = &m->hp;
     int half = (int)hp->n_rot / 2;
     for (int i = 0; i < half; i++) {
         float inv = 1.0f / powf(hp->rope_freq_base, (float)(2 * i) / (float)hp->n_rot);
         inv *= hp->rope_freq_scale;
         if (m->rope_freqs) inv /= m->rope_freqs[i];
-        for (int t = 0; t < ub->n_tok; t++) {
-            float angle = (float)ub->pos[t] * inv;
+        for (int t = 0; t < n; t++) {
+            float angle = (float)pos[t] * inv;
             cos_sin[((int64_t)t * half + i) * 2] = (float)cos((double)angle);
             cos_sin[((int64_t)t * half + i) * 2 + 1] = (float)sin((double)angle);
         }
@@ -88,7 +95,7 @@ int32_t llama_forward(llm_context *ctx, const ubatch *ub, float *logits) {
     const int64_t O = (int64_t)hp->n_head * hp->head_dim_v, F = hp->n_ff;
 
     be->get_rows(be, m->tok_embd, ub->token, n, s->x, E);
-    rope_table(m, ub, s->cos_sin);
+    rope_table(m, ub->pos, n, s->cos_sin);
     const uint32_t n_kv = kv_cache_n_active(kv);
     for (int t = 0; t < n; t++) {
         kv_cache_fill_mask(kv, ub->pos[t], ub->seq_id[t], ub->n_seq_id[t], s->mask + (int64_t)t * n_kv,
@@ -145,5 +152,42 @@ int32_t llama_forward(llm_context *ctx, const ubatch *ub, float *logits) {
         n_out++;
     }
     if (n_out > 0) be->matmul(be, m->output, s->xn, E, n_out, logits, hp->n_vocab);
+    return LLM_STATUS_OK;
+}
+
+/* Re-rotates the keys of every cell whose position moved (seq_add / seq_div): RoPE angles
+ * add up, so rotating by the position change moves a key to its new position. Cells go in
+ * chunks of n_ubatch through the scratch rows. */
+int32_t llama_apply_shift(llm_context *ctx) {
+    const llm_model *m = ctx->model;
+    const llm_hparams *hp = &m->hp;
+    llm_backend *be = ctx->backend;
+    llama_scratch *s = ctx->scratch;
+    kv_cache *kv = ctx->kv;
+    const int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k;
+    uint32_t c = 0;
+    while (c < kv->n_cells) {
+        int n = 0;
+        for (; c < kv->n_cells && (uint32_t)n < s->n_ubatch; c++) {
+            if (kv->pos[c] < 0 || kv->shift[c] == 0) continue;
+            s->shift_cells[n] = (int32_t)c;
+            s->shift_pos[n] = kv->shift[c];
+            n++;
+        }
+        if (n == 0) break;
+        rope_table(m, s->shift_pos, n, s->cos_sin);
+        rope_args rk = {n, (int)hp->n_head_kv, (int)hp->head_dim_k, (int)hp->n_rot,
+                        hp->rope_neox, s->cos_sin};
+        to_f32_fn to_f32 = type_traits_get(kv->type_k)->to_f32;
+        for (uint32_t il = 0; il < hp->n_layer; il++) {
+            for (int i = 0; i < n; i++) {
+                to_f32(kv->k[il] + (uint64_t)s->shift_cells[i] * kv->k_cell_bytes, s->k + i * K, K);
+            }
+            be->rope(be, s->k, K, &rk);
+            be->store_rows(be, s->k, K, (int)K, n, kv->type_k, kv->k[il], kv->k_cell_bytes,
+                           s->shift_cells);
+        }
+    }
+    kv_cache_shift_done(kv);
     return LLM_STATUS_OK;
 }

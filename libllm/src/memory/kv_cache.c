@@ -18,6 +18,7 @@ static bool cell_empty(const kv_cache *kv, uint32_t c) { return kv->pos[c] < 0; 
 static void cell_clear(kv_cache *kv, uint32_t c) {
     if (cell_empty(kv, c)) return;
     kv->pos[c] = -1;
+    kv->shift[c] = 0;
     memset(cell_seqs(kv, c), 0, kv->seq_words * sizeof(uint64_t));
     kv->n_used--;
     if (c < kv->head) kv->head = c;
@@ -57,6 +58,7 @@ static void kv_clear(llm_memory *m) {
     kv_cache *kv = as_kv(m);
     for (uint32_t c = 0; c < kv->n_cells; c++) kv->pos[c] = -1;
     memset(kv->seqs, 0, (size_t)kv->n_cells * kv->seq_words * sizeof(uint64_t));
+    kv_cache_shift_done(kv);
     kv->n_used = 0;
     kv->head = 0;
 }
@@ -104,6 +106,92 @@ static int32_t kv_seq_keep(llm_memory *m, llm_seq_id seq) {
         }
     }
     return LLM_STATUS_OK;
+}
+
+/* True when cell c holds another sequence besides seq. */
+static bool cell_shared(const kv_cache *kv, uint32_t c, llm_seq_id seq) {
+    const uint64_t *s = cell_seqs(kv, c);
+    for (uint32_t w = 0; w < kv->seq_words; w++) {
+        uint64_t others = s[w] & ~((uint32_t)seq / 64 == w ? 1ull << (seq % 64) : 0);
+        if (others) return true;
+    }
+    return false;
+}
+
+/* Gives seq its own copy of every cell in [p0, p1) it shares with other sequences (copy on
+ * write), so that moving seq's positions leaves the others alone. All or nothing. */
+static int32_t unshare(kv_cache *kv, llm_seq_id seq, llm_pos p0, llm_pos p1) {
+    uint32_t need = 0;
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        need += !cell_empty(kv, c) && kv_cell_has_seq(kv, c, seq) && kv->pos[c] >= p0 &&
+                kv->pos[c] < p1 && cell_shared(kv, c, seq);
+    }
+    if (need > kv->n_cells - kv->n_used) {
+        return llm_error(LLM_STATUS_MEMORY_FULL, "moving sequence %d needs %u free cells for "
+                         "its shared cells, %u are free", seq, need, kv->n_cells - kv->n_used);
+    }
+    uint32_t dst = 0;
+    for (uint32_t c = 0; c < kv->n_cells && need > 0; c++) {
+        if (cell_empty(kv, c) || !kv_cell_has_seq(kv, c, seq) || kv->pos[c] < p0 ||
+            kv->pos[c] >= p1 || !cell_shared(kv, c, seq)) {
+            continue;
+        }
+        while (!cell_empty(kv, dst)) dst++;
+        for (uint32_t l = 0; l < kv->n_layer; l++) {
+            memcpy(kv->k[l] + dst * kv->k_cell_bytes, kv->k[l] + c * kv->k_cell_bytes,
+                   kv->k_cell_bytes);
+            memcpy(kv->v[l] + dst * kv->v_cell_bytes, kv->v[l] + c * kv->v_cell_bytes,
+                   kv->v_cell_bytes);
+        }
+        kv->pos[dst] = kv->pos[c];
+        kv->shift[dst] = kv->shift[c];
+        cell_add_seq(kv, dst, seq);
+        kv->n_used++;
+        cell_drop_seq(kv, c, seq);
+        need--;
+    }
+    return LLM_STATUS_OK;
+}
+
+/* Moves positions of seq in [p0, p1): new = f(old) with f an add or a division. Cells whose
+ * new position is negative are dropped. */
+static int32_t move_positions(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1,
+                              llm_pos delta, int div) {
+    kv_cache *kv = as_kv(m);
+    if (!seq_valid(kv, seq)) return bad_seq(kv, seq);
+    range_defaults(&p0, &p1);
+    if (p0 >= p1 || (delta == 0 && div == 1)) return LLM_STATUS_OK;
+    int32_t st = unshare(kv, seq, p0, p1);
+    if (st != LLM_STATUS_OK) return st;
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (cell_empty(kv, c) || !kv_cell_has_seq(kv, c, seq) || kv->pos[c] < p0 ||
+            kv->pos[c] >= p1) {
+            continue;
+        }
+        int64_t moved = div != 1 ? kv->pos[c] / div : (int64_t)kv->pos[c] + delta;
+        if (moved < 0 || moved >= INT32_MAX) {
+            cell_clear(kv, c);
+            continue;
+        }
+        kv->shift[c] += (int32_t)(moved - kv->pos[c]);
+        kv->pos[c] = (llm_pos)moved;
+        kv->has_shift = kv->has_shift || kv->shift[c] != 0;
+    }
+    return LLM_STATUS_OK;
+}
+
+static int32_t kv_seq_add(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1, llm_pos delta) {
+    return move_positions(m, seq, p0, p1, delta, 1);
+}
+
+static int32_t kv_seq_div(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1, int d) {
+    if (d <= 0) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "divisor %d must be positive", d);
+    return move_positions(m, seq, p0, p1, 0, d);
+}
+
+void kv_cache_shift_done(kv_cache *kv) {
+    memset(kv->shift, 0, sizeof(int32_t) * kv->n_cells);
+    kv->has_shift = false;
 }
 
 static llm_pos kv_seq_pos_min(const llm_memory *m, llm_seq_id seq) {
@@ -183,7 +271,7 @@ static void kv_rollback(llm_memory *m, const ubatch *ub) {
 
 /* ---- state ----
  * u32 type_k, type_v, n_layer, seq_words (0 for one sequence), n_saved;
- * n_saved x { i32 pos; seq_words x u64 }; per layer: n_saved K rows, then n_saved V rows.
+ * n_saved x { i32 pos; i32 pending shift; seq_words x u64 }; per layer: n_saved K rows, then n_saved V rows.
  * Cells are written in ascending cell order and restored in that order, which keeps the
  * summation order of attention, hence bit-identical results. */
 
@@ -204,6 +292,7 @@ static void kv_state_write(const llm_memory *m, state_writer *w, llm_seq_id seq)
     for (uint32_t c = 0; c < kv->n_cells; c++) {
         if (!saved_cell(kv, c, seq)) continue;
         sw_i32(w, kv->pos[c]);
+        sw_i32(w, kv->shift[c]);
         sw_write(w, cell_seqs(kv, c), words * sizeof(uint64_t));
     }
     for (uint32_t l = 0; l < kv->n_layer; l++) {
@@ -269,16 +358,16 @@ static int32_t kv_state_read(llm_memory *m, state_reader *r, llm_seq_id seq, boo
                          room);
     }
     /* cell records */
-    const uint8_t *cells = sr_take(r, (size_t)n_saved * (4 + words * 8));
+    const uint8_t *cells = sr_take(r, (size_t)n_saved * (8 + words * 8));
     if (!cells) return llm_error(LLM_STATUS_BAD_FORMAT, "the KV state is truncated (cells)");
     for (uint32_t i = 0; i < n_saved; i++) {
-        const uint8_t *rec = cells + (size_t)i * (4 + words * 8);
+        const uint8_t *rec = cells + (size_t)i * (8 + words * 8);
         int32_t pos;
         memcpy(&pos, rec, 4);
         uint64_t any = 0;
         for (uint32_t w = 0; w < words; w++) {
             uint64_t bits;
-            memcpy(&bits, rec + 4 + w * 8, 8);
+            memcpy(&bits, rec + 8 + w * 8, 8);
             any |= bits;
             uint32_t lo = w * 64;
             if (lo + 64 > kv->n_seq_max) {
@@ -309,10 +398,12 @@ static int32_t kv_state_read(llm_memory *m, state_reader *r, llm_seq_id seq, boo
     uint32_t c = 0;
     for (uint32_t i = 0; i < n_saved; i++, c++) {
         while (!cell_empty(kv, c)) c++;
-        const uint8_t *rec = cells + (size_t)i * (4 + words * 8);
+        const uint8_t *rec = cells + (size_t)i * (8 + words * 8);
         memcpy(&kv->pos[c], rec, 4);
+        memcpy(&kv->shift[c], rec + 4, 4);
+        kv->has_shift = kv->has_shift || kv->shift[c] != 0;
         if (seq < 0) {
-            memcpy(cell_seqs(kv, c), rec + 4, LLM_MIN(words, kv->seq_words) * 8);
+            memcpy(cell_seqs(kv, c), rec + 8, LLM_MIN(words, kv->seq_words) * 8);
         } else {
             cell_add_seq(kv, c, seq);
         }
@@ -342,6 +433,7 @@ static void kv_free(llm_memory *m) {
     llm_free(kv->k);
     llm_free(kv->v);
     llm_free(kv->pos);
+    llm_free(kv->shift);
     llm_free(kv->seqs);
     llm_free(kv);
 }
@@ -352,6 +444,8 @@ static const memory_ops kv_ops = {
     .seq_rm = kv_seq_rm,
     .seq_cp = kv_seq_cp,
     .seq_keep = kv_seq_keep,
+    .seq_add = kv_seq_add,
+    .seq_div = kv_seq_div,
     .seq_pos_min = kv_seq_pos_min,
     .seq_pos_max = kv_seq_pos_max,
     .plan = kv_plan,
@@ -412,10 +506,11 @@ int32_t kv_cache_create(const kv_cache_params *p, kv_cache **out) {
     kv->k_cell_bytes = kh * p->n_head_kv;
     kv->v_cell_bytes = vh * p->n_head_kv;
     kv->pos = llm_malloc(sizeof(llm_pos) * p->n_cells);
+    kv->shift = llm_calloc(p->n_cells, sizeof(int32_t));
     kv->seqs = llm_calloc((size_t)p->n_cells * kv->seq_words, sizeof(uint64_t));
     kv->k = llm_calloc(p->n_layer, sizeof(uint8_t *));
     kv->v = llm_calloc(p->n_layer, sizeof(uint8_t *));
-    bool ok = kv->pos && kv->seqs && kv->k && kv->v;
+    bool ok = kv->pos && kv->shift && kv->seqs && kv->k && kv->v;
     for (uint32_t l = 0; ok && l < p->n_layer; l++) {
         kv->k[l] = llm_aligned_alloc(kv->k_cell_bytes * p->n_cells);
         kv->v[l] = llm_aligned_alloc(kv->v_cell_bytes * p->n_cells);

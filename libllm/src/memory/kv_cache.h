@@ -17,6 +17,8 @@ typedef struct kv_cache {
     uint32_t seq_words;        /* 64-bit words per cell's sequence set */
     llm_pos *pos;              /* [n_cells]: position, -1 when the cell is empty */
     uint64_t *seqs;            /* [n_cells][seq_words]: sequence set bits */
+    int32_t *shift;            /* [n_cells]: position change not yet applied to the keys */
+    bool has_shift;            /* some shift is pending */
     uint32_t n_used;           /* non-empty cells */
     uint32_t head;             /* where the next slot search starts */
     uint32_t n_head_kv, head_dim_k, head_dim_v;
@@ -36,6 +38,9 @@ typedef struct kv_cache_params {
 
 /* Allocates every buffer now. Returns an llm_status. */
 int32_t kv_cache_create(const kv_cache_params *p, kv_cache **out);
+
+/* Clears the pending shifts once the keys have been re-rotated. */
+void kv_cache_shift_done(kv_cache *kv);
 
 /* One past the highest non-empty cell: attention looks at cells [0, kv_cache_n_active). */
 uint32_t kv_cache_n_active(const kv_cache *kv);

@@ -28,6 +28,10 @@ typedef struct memory_ops {
     int32_t (*seq_rm)(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1);
     int32_t (*seq_cp)(llm_memory *m, llm_seq_id src, llm_seq_id dst, llm_pos p0, llm_pos p1);
     int32_t (*seq_keep)(llm_memory *m, llm_seq_id seq);
+    /* Moves positions [p0, p1) of seq by delta / divides them by d. Keys are re-rotated
+     * before the next decode. */
+    int32_t (*seq_add)(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1, llm_pos delta);
+    int32_t (*seq_div)(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1, int d);
     llm_pos (*seq_pos_min)(const llm_memory *m, llm_seq_id seq);
     llm_pos (*seq_pos_max)(const llm_memory *m, llm_seq_id seq);
     /* Dry run over every micro-batch of a batch: LLM_STATUS_OK if all of them fit,
