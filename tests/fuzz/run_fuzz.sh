@@ -56,5 +56,15 @@ python3 tests/fuzz/make_seed_corpus.py "$out/seeds"
 "$out/fuzz_gguf" -runs=0 "$out/seeds"
 
 # libFuzzer exits non-zero (and writes crash-*/leak-*/timeout-* into $out) on any finding.
+# Its progress lines go to a log; the summary (or the failure) is printed.
+status=0
 "$out/fuzz_gguf" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus" "$out/seeds"
+    -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus" "$out/seeds" \
+    > "$out/fuzz.log" 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then
+    tail -n 60 "$out/fuzz.log" >&2
+    echo "run_fuzz: the fuzzer found a problem (exit $status); reproducer in $out" >&2
+    exit "$status"
+fi
+grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^Done' "$out/fuzz.log" || true
+echo "run_fuzz: no crash in ${seconds}s"
