@@ -92,13 +92,15 @@ class GenerationStats:
     """Counters of the last :meth:`LLM.stream` / :meth:`LLM.generate` call."""
 
     n_prompt_tokens: int = 0
+    n_prompt_reused: int = 0     # prompt tokens whose cache entries were kept from before
     prompt_seconds: float = 0.0
     n_generated: int = 0
     generate_seconds: float = 0.0
 
     @property
     def prompt_tokens_per_second(self) -> float:
-        return self.n_prompt_tokens / self.prompt_seconds if self.prompt_seconds > 0 else 0.0
+        n = self.n_prompt_tokens - self.n_prompt_reused
+        return n / self.prompt_seconds if self.prompt_seconds > 0 else 0.0
 
     @property
     def generate_tokens_per_second(self) -> float:
@@ -148,6 +150,7 @@ class LLM:
         self.seed = int(seed)
         self.last_stats = GenerationStats()
         self._generation = 0
+        self._cached: list[int] = []   # the tokens sequence 0 holds in the cache, in order
         self.model = Model(model_path, n_gpu_layers=n_gpu_layers)
         try:
             if n_batch > 0 and n_ubatch > n_batch:
@@ -205,6 +208,8 @@ class LLM:
         repeat_penalty: float = 1.0,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        context_shift: bool = False,
+        n_keep: int = 0,
     ) -> str:
         """The text generated after ``prompt`` (see :meth:`stream`)."""
         return "".join(
@@ -218,6 +223,8 @@ class LLM:
                 repeat_penalty=repeat_penalty,
                 stop=stop,
                 seed=seed,
+                context_shift=context_shift,
+                n_keep=n_keep,
             )
         )
 
@@ -232,6 +239,8 @@ class LLM:
         repeat_penalty: float = 1.0,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        context_shift: bool = False,
+        n_keep: int = 0,
     ) -> Iterator[str]:
         """Generates text after ``prompt``, yielding pieces of valid UTF-8 as they come.
 
@@ -240,7 +249,14 @@ class LLM:
         Generation ends at an end-of-generation token, when the context is full, or at the
         first ``stop`` string: the text yielded never includes the stop string or anything
         after it. ``temperature <= 0`` is greedy. ``seed`` None uses the LLM's seed.
+
+        The cache is reused across calls: a prompt that extends the previous prompt and
+        generation only decodes its new tokens. With ``context_shift``, generation goes on
+        past ``n_ctx``: when the context is full, the first ``n_keep`` tokens stay and half of
+        the rest is discarded, the remainder sliding down (llama.cpp's context shift).
         """
+        if n_keep < 0:
+            raise ValueError(f"n_keep must be >= 0, got {n_keep}")
         if isinstance(stop, str):
             stops: list[str] = [stop]
         else:
@@ -257,10 +273,41 @@ class LLM:
             seed=self.seed if seed is None else seed,
         )
         self._generation += 1
-        return self._stream(self._generation, prompt, max_tokens, sampler, stops)
+        shift_keep = n_keep if context_shift else None
+        return self._stream(self._generation, prompt, max_tokens, sampler, stops, shift_keep)
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Drops the cached tokens of sequence 0 past the longest prefix shared with
+        ``tokens`` and returns its length (at most len(tokens) - 1: the last prompt token is
+        always decoded, for its logits)."""
+        cached = self._cached
+        n = 0
+        limit = min(len(cached), len(tokens) - 1)
+        while n < limit and cached[n] == tokens[n]:
+            n += 1
+        self.context.seq_rm(0, n, -1)
+        del cached[n:]
+        return n
+
+    def _shift(self, n_past: int, n_keep: int) -> int:
+        """Discards half of the tokens after the first n_keep and slides the rest down;
+        returns the new n_past."""
+        ctx = self.context
+        n_keep = min(n_keep, n_past - 2)
+        n_discard = (n_past - n_keep) // 2
+        ctx.seq_rm(0, n_keep, n_keep + n_discard)
+        ctx.seq_add(0, n_keep + n_discard, n_past, -n_discard)
+        del self._cached[n_keep : n_keep + n_discard]
+        return n_past - n_discard
 
     def _stream(
-        self, generation: int, prompt: str, max_tokens: int, sampler: Sampler, stops: list[str]
+        self,
+        generation: int,
+        prompt: str,
+        max_tokens: int,
+        sampler: Sampler,
+        stops: list[str],
+        shift_keep: int | None,
     ) -> Iterator[str]:
         model, ctx = self.model, self.context
         stats = self.last_stats = GenerationStats()
@@ -285,8 +332,15 @@ class LLM:
                 sampler.accept(token)
 
             t0 = time.perf_counter()
-            ctx.seq_rm(0)
-            ctx.decode_tokens(tokens, pos0=0, seq_id=0, logits="last")
+            n_reused = self._reuse_prefix(tokens)
+            stats.n_prompt_reused = n_reused
+            try:
+                ctx.decode_tokens(tokens[n_reused:], pos0=n_reused, seq_id=0, logits="last")
+            except BaseException:
+                ctx.seq_rm(0)
+                self._cached.clear()
+                raise
+            self._cached.extend(tokens[n_reused:])
             stats.prompt_seconds = time.perf_counter() - t0
 
             decoder = Utf8Decoder()
@@ -306,8 +360,12 @@ class LLM:
                     check_current()
                 if matcher.stopped:
                     return
-                if 0 <= max_tokens <= stats.n_generated or n_past >= n_ctx:
+                if 0 <= max_tokens <= stats.n_generated:
                     break
+                if n_past >= n_ctx:
+                    if shift_keep is None:
+                        break
+                    n_past = self._shift(n_past, shift_keep)
                 t0 = time.perf_counter()
                 try:
                     ctx.decode_tokens([token], pos0=n_past, seq_id=0, logits="last")
@@ -315,6 +373,7 @@ class LLM:
                     break
                 finally:
                     stats.generate_seconds += time.perf_counter() - t0
+                self._cached.append(token)
                 n_past += 1
             text = matcher.feed(decoder.flush())
             text += matcher.flush()
@@ -336,6 +395,7 @@ class LLM:
             raise ValueError(f"{n} tokens are more than the context holds ({ctx.n_ctx})")
         self._generation += 1
         ctx.seq_rm(0)
+        self._cached.clear()
         n_batch = ctx.n_batch
         for start in range(0, n, n_batch):
             chunk = list(tokens[start : start + n_batch])
