@@ -64,7 +64,9 @@ static int32_t create(llm_context *ctx) {
     if (st != LLM_STATUS_OK) return st;
     ctx->memory = &ctx->kv->base;
     st = cpu_backend_create(p->n_threads, (int)p->n_ctx,
-                            (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v), &ctx->backend);
+                            (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v), (int)p->n_ubatch,
+                            LLM_MAX(LLM_MAX(hp->n_embd, hp->n_ff), hp->n_head * hp->head_dim_v),
+                            &ctx->backend);
     if (st != LLM_STATUS_OK) return st;
     st = llama_scratch_create(ctx->model, p->n_ubatch, p->n_ctx, &ctx->scratch);
     if (st != LLM_STATUS_OK) return st;
@@ -155,7 +157,10 @@ LLM_API int32_t llm_context_set_n_threads(llm_context *ctx, int32_t n_threads) {
     llm_alloc_counter *prev = llm_alloc_counter_push(&ctx->alloc_total);
     llm_backend *be;
     int32_t st = cpu_backend_create(n_threads, (int)ctx->params.n_ctx,
-                                    (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v), &be);
+                                    (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v),
+                                    (int)ctx->params.n_ubatch,
+                                    LLM_MAX(LLM_MAX(hp->n_embd, hp->n_ff),
+                                            hp->n_head * hp->head_dim_v), &be);
     llm_alloc_counter_pop(prev);
     if (st != LLM_STATUS_OK) return st;
     ctx->backend->free(ctx->backend);

@@ -64,7 +64,9 @@ struct llm_backend {
 };
 
 /* The CPU backend; n_threads compute threads, attention over at most max_kv cells with heads
- * of at most max_head_dim values. Returns an llm_status. */
-int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, llm_backend **out);
+ * of at most max_head_dim values; matmuls see at most max_tok rows of at most max_row inputs
+ * at once (larger ones still work, in several passes). Returns an llm_status. */
+int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_tok,
+                           int64_t max_row, llm_backend **out);
 
 #endif

@@ -1,54 +1,132 @@
-/* cpu_backend.c -- the CPU implementation of backend.h over the persistent thread pool.
- * The per-type row kernels come from quant.c (the scalar references); faster kernels plug
- * in behind the same calls. */
+/* cpu_backend.c -- the CPU implementation of backend.h over the persistent thread pool and
+ * the SIMD kernels of kernels.h (the level is chosen once from CPUID).
+ *
+ * Matmul: the activation rows are brought into the weight type's activation format once
+ * per matmul (quantized to 8-bit blocks for Q8_0 / Q4_0 weights, used as they are for the
+ * float types), then the threads split the output rows. Each thread walks its rows in chunks and
+ * computes 4 rows x 4 tokens register tiles, so a weight row is read once per 4 tokens of a
+ * prompt; a single token (decode) streams 4 rows at a time at memory bandwidth. */
 #include <math.h>
 #include <stdbool.h>
 
 #include "../../quant.h"
 #include "../../util.h"
 #include "../backend.h"
+#include "kernels.h"
 #include "threadpool.h"
+
+#define MM_CHUNK_TILES 8       /* row tiles a thread finishes over all tokens before moving on */
+#define ATTN_CHUNK 128         /* KV cells scored at once per block of queries */
+#define PAR_MIN_ELEMS 32768    /* element-wise ops smaller than this stay on one thread */
 
 typedef struct cpu_backend {
     llm_backend base;
     threadpool *pool;
-    int max_kv, max_head_dim;
-    float *scratch;            /* per thread: max_kv scores + max_head_dim values */
+    int n_threads;
+    const cpu_kernels *k;
+    int max_head_dim;
+    float *scratch;            /* per thread: MM_TILE_TOKS x ATTN_CHUNK scores, ATTN_CHUNK
+                                  cell indices, max_head_dim values */
+    int64_t scratch_per_thread;
+    uint8_t *act;              /* quantized activation rows of the current matmul */
+    int64_t act_cap;           /* bytes */
 } cpu_backend;
 
 static cpu_backend *cpu(llm_backend *be) { return (cpu_backend *)be; }
 
-/* ---- matmul: threads split the output rows; every thread sees all tokens ---- */
+/* ---- matmul ---- */
 
 typedef struct matmul_task {
-    const gguf_tensor *w;
-    dot_f32_fn dot;
+    const mm_kernel *mk;
+    const uint8_t *w;
     uint64_t row_bytes;
-    const float *x;
+    int64_t n_in, n_out;
+    const float *x;            /* f32 input rows, stride ldx */
     int64_t ldx;
+    const uint8_t *a;          /* activation rows in the kernel's format, a_stride bytes apart */
+    uint8_t *act;              /* where quantize_worker writes them (the backend's scratch) */
+    size_t a_stride;
     int n_tok;
     float *y;
     int64_t ldy;
+    dot_f32_fn ref_dot;        /* the reference path only */
 } matmul_task;
+
+static void quantize_worker(void *p, int ith, int nth) {
+    const matmul_task *t = p;
+    int64_t t0, t1;
+    pool_split(t->n_tok, ith, nth, &t0, &t1);
+    for (int64_t i = t0; i < t1; i++) {
+        t->mk->quantize(t->x + i * t->ldx, t->act + i * t->a_stride, t->n_in);
+    }
+}
 
 static void matmul_worker(void *p, int ith, int nth) {
     const matmul_task *t = p;
-    int64_t n_in = t->w->ne[0], o0, o1;
-    pool_split(t->w->ne[1], ith, nth, &o0, &o1);
-    const uint8_t *base = t->w->data;
+    int64_t n_tiles = (t->n_out + MM_TILE_ROWS - 1) / MM_TILE_ROWS, r0, r1;
+    pool_split(n_tiles, ith, nth, &r0, &r1);
+    for (int64_t c0 = r0; c0 < r1; c0 += MM_CHUNK_TILES) {
+        int64_t c1 = LLM_MIN(c0 + MM_CHUNK_TILES, r1);
+        for (int tok = 0; tok < t->n_tok; tok += MM_TILE_TOKS) {
+            int nt = LLM_MIN(MM_TILE_TOKS, t->n_tok - tok);
+            const uint8_t *a = t->a + (size_t)tok * t->a_stride;
+            for (int64_t c = c0; c < c1; c++) {
+                int64_t o = c * MM_TILE_ROWS;
+                int nr = (int)LLM_MIN(MM_TILE_ROWS, t->n_out - o);
+                t->mk->tile(t->n_in, t->w + o * t->row_bytes, t->row_bytes, nr, a, t->a_stride,
+                            nt, t->y + tok * t->ldy + o, t->ldy);
+            }
+        }
+    }
+}
+
+/* The scalar reference (quant.c), for a type without a kernel or a row longer than the
+ * activation scratch: never taken by the models libllm loads today. */
+static void matmul_reference_worker(void *p, int ith, int nth) {
+    const matmul_task *t = p;
+    dot_f32_fn dot = t->ref_dot;
+    int64_t o0, o1;
+    pool_split(t->n_out, ith, nth, &o0, &o1);
     for (int64_t o = o0; o < o1; o++) {
-        const void *row = base + o * t->row_bytes;
         for (int tok = 0; tok < t->n_tok; tok++) {
-            t->y[tok * t->ldy + o] = t->dot(row, t->x + tok * t->ldx, n_in);
+            t->y[tok * t->ldy + o] = dot(t->w + o * t->row_bytes, t->x + tok * t->ldx, t->n_in);
         }
     }
 }
 
 static void cpu_matmul(llm_backend *be, const gguf_tensor *w, const float *x, int64_t ldx,
                        int n_tok, float *y, int64_t ldy) {
-    matmul_task t = {w, type_traits_get(w->type)->dot_f32, 0, x, ldx, n_tok, y, ldy};
+    cpu_backend *c = cpu(be);
+    matmul_task t = {
+        .mk = cpu_kernels_mm(c->k, w->type), .w = w->data,
+        .n_in = w->ne[0], .n_out = w->ne[1], .x = x, .ldx = ldx, .y = y, .ldy = ldy,
+    };
     type_row_bytes(w->type, w->ne[0], &t.row_bytes);
-    threadpool_run(cpu(be)->pool, matmul_worker, &t);
+    if (!t.mk || (t.mk->act_bytes && c->act_cap < t.mk->act_bytes(t.n_in))) {
+        t.ref_dot = type_traits_get(w->type)->dot_f32;
+        t.n_tok = n_tok;
+        threadpool_run(c->pool, matmul_reference_worker, &t);
+        return;
+    }
+    if (!t.mk->act_bytes) {
+        t.a = (const uint8_t *)x;
+        t.a_stride = (size_t)ldx * sizeof(float);
+        t.n_tok = n_tok;
+        threadpool_run(c->pool, matmul_worker, &t);
+        return;
+    }
+    /* quantized activations: as many tokens at a time as the scratch holds */
+    t.a_stride = (size_t)t.mk->act_bytes(t.n_in);
+    int per_pass = (int)LLM_MIN(n_tok, c->act_cap / (int64_t)t.a_stride);
+    t.a = t.act = c->act;
+    for (int tok = 0; tok < n_tok; tok += per_pass) {
+        t.n_tok = LLM_MIN(per_pass, n_tok - tok);
+        t.x = x + tok * ldx;
+        t.y = y + tok * ldy;
+        if ((int64_t)t.n_tok * t.n_in >= PAR_MIN_ELEMS) threadpool_run(c->pool, quantize_worker, &t);
+        else quantize_worker(&t, 0, 1);
+        threadpool_run(c->pool, matmul_worker, &t);
+    }
 }
 
 static void cpu_get_rows(llm_backend *be, const gguf_tensor *w, const llm_token *ids, int n,
@@ -62,45 +140,66 @@ static void cpu_get_rows(llm_backend *be, const gguf_tensor *w, const llm_token 
     }
 }
 
-/* ---- element-wise ops: cheap next to the matmuls, run on the calling thread ---- */
+/* ---- element-wise ops: SIMD rows; split over the threads when a prompt makes them big ---- */
+
+typedef enum ew_op { EW_RMSNORM, EW_ADD, EW_SWIGLU } ew_op;
+
+typedef struct ew_task {
+    const cpu_kernels *k;
+    ew_op op;
+    int n_tok, n;
+    const float *x;            /* rmsnorm input; the addend of add; u of swiglu */
+    int64_t ldx;
+    float *y;                  /* rmsnorm output; the sum of add; g of swiglu */
+    int64_t ldy;
+    const float *w;
+    float eps;
+} ew_task;
+
+static void ew_worker(void *p, int ith, int nth) {
+    const ew_task *t = p;
+    int64_t t0, t1;
+    pool_split(t->n_tok, ith, nth, &t0, &t1);
+    for (int64_t i = t0; i < t1; i++) {
+        const float *x = t->x + i * t->ldx;
+        float *y = t->y + i * t->ldy;
+        switch (t->op) {
+        case EW_RMSNORM: t->k->rmsnorm_f32(t->n, x, t->w, t->eps, y); break;
+        case EW_ADD: t->k->axpy_f32(t->n, 1.0f, x, y); break;
+        case EW_SWIGLU: t->k->swiglu_f32(t->n, y, x); break;
+        }
+    }
+}
+
+static void ew_run(cpu_backend *c, ew_task *t) {
+    if (t->n_tok > 1 && (int64_t)t->n_tok * t->n >= PAR_MIN_ELEMS) {
+        threadpool_run(c->pool, ew_worker, t);
+    } else {
+        ew_worker(t, 0, 1);
+    }
+}
 
 static void cpu_rmsnorm(llm_backend *be, const float *x, int64_t ldx, int n_tok, int n,
                         const float *w, float eps, float *y, int64_t ldy) {
-    (void)be;
-    for (int t = 0; t < n_tok; t++) {
-        const float *xr = x + t * ldx;
-        float *yr = y + t * ldy;
-        double ss = 0.0;
-        for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
-        float scale = 1.0f / sqrtf((float)(ss / n) + eps);
-        for (int i = 0; i < n; i++) yr[i] = xr[i] * scale * (w ? w[i] : 1.0f);
-    }
+    ew_task t = {cpu(be)->k, EW_RMSNORM, n_tok, n, x, ldx, y, ldy, w, eps};
+    ew_run(cpu(be), &t);
 }
 
 static void cpu_add_bias(llm_backend *be, float *x, int64_t ldx, int n_tok, int n,
                          const float *b) {
-    (void)be;
-    for (int t = 0; t < n_tok; t++) {
-        for (int i = 0; i < n; i++) x[t * ldx + i] += b[i];
-    }
+    ew_task t = {cpu(be)->k, EW_ADD, n_tok, n, b, 0, x, ldx, NULL, 0.0f};
+    ew_run(cpu(be), &t);
 }
 
 static void cpu_add(llm_backend *be, float *x, int64_t ldx, const float *y, int64_t ldy,
                     int n_tok, int n) {
-    (void)be;
-    for (int t = 0; t < n_tok; t++) {
-        for (int i = 0; i < n; i++) x[t * ldx + i] += y[t * ldy + i];
-    }
+    ew_task t = {cpu(be)->k, EW_ADD, n_tok, n, y, ldy, x, ldx, NULL, 0.0f};
+    ew_run(cpu(be), &t);
 }
 
 static void cpu_swiglu(llm_backend *be, float *g, const float *u, int64_t ld, int n_tok, int n) {
-    (void)be;
-    for (int t = 0; t < n_tok; t++) {
-        for (int i = 0; i < n; i++) {
-            float a = g[t * ld + i];
-            g[t * ld + i] = a / (1.0f + expf(-a)) * u[t * ld + i];
-        }
-    }
+    ew_task t = {cpu(be)->k, EW_SWIGLU, n_tok, n, u, ld, g, ld, NULL, 0.0f};
+    ew_run(cpu(be), &t);
 }
 
 static void cpu_rope(llm_backend *be, float *x, int64_t ldx, const rope_args *a) {
@@ -124,57 +223,131 @@ static void cpu_rope(llm_backend *be, float *x, int64_t ldx, const rope_args *a)
 static void cpu_store_rows(llm_backend *be, const float *src, int64_t lds, int n, int n_tok,
                            uint32_t type, uint8_t *cache, uint64_t cell_bytes,
                            const int32_t *cells) {
-    (void)be;
-    from_f32_fn from_f32 = type_traits_get(type)->from_f32;
-    for (int t = 0; t < n_tok; t++) from_f32(src + t * lds, cache + cells[t] * cell_bytes, n);
+    for (int t = 0; t < n_tok; t++) {
+        uint8_t *dst = cache + cells[t] * cell_bytes;
+        if (type == TYPE_F16) cpu(be)->k->f32_to_f16_row(n, src + t * lds, (uint16_t *)dst);
+        else type_traits_get(type)->from_f32(src + t * lds, dst, n);
+    }
 }
 
-/* ---- attention: threads split the (token, head) pairs ---- */
+/* ---- attention: threads split (block of 4 queries, head) items. Each item scores its
+ * queries against ATTN_CHUNK cells at a time with the matmul tile kernels (K rows play the
+ * weight rows), then folds the chunk into a running softmax (max m, sum l, output rows
+ * rescaled when m grows), so no buffer grows with the context. ---- */
 
 typedef struct attn_task {
     const attn_args *a;
     cpu_backend *be;
+    mm_tile_fn k_tile;         /* q . k for f32 / f16 / bf16 keys */
+    dot_f32_fn k_ref;          /* the scalar reference for quantized keys */
+    to_f32_fn v_to_f32;
 } attn_task;
+
+/* scores[t][j] = q_t . k_(c0 + j) for nt queries and nc cells; tiles nobody sees are skipped
+ * (their scores are never read) */
+static void attn_scores(const attn_task *task, int t0, int nt, int hk, const float *q, int c0,
+                        int nc, float *scores) {
+    const attn_args *a = task->a;
+    for (int j = 0; j < nc; j += MM_TILE_ROWS) {
+        int nr = LLM_MIN(MM_TILE_ROWS, nc - j);
+        bool seen = false;
+        for (int t = 0; t < nt && !seen; t++) {
+            const uint8_t *m = a->mask + (int64_t)(t0 + t) * a->n_kv + c0 + j;
+            for (int r = 0; r < nr; r++) seen |= m[r] != 0;
+        }
+        if (!seen) continue;
+        const uint8_t *k = a->k + (uint64_t)(c0 + j) * a->k_cell_bytes + hk * a->k_head_bytes;
+        if (task->k_tile) {
+            task->k_tile(a->head_dim_k, k, a->k_cell_bytes, nr, q, (size_t)a->ldq * sizeof(float),
+                         nt, scores + j, ATTN_CHUNK);
+            continue;
+        }
+        for (int t = 0; t < nt; t++) {
+            for (int r = 0; r < nr; r++) {
+                scores[t * ATTN_CHUNK + j + r] =
+                    task->k_ref(k + r * a->k_cell_bytes, q + t * a->ldq, a->head_dim_k);
+            }
+        }
+    }
+}
 
 static void attention_worker(void *p, int ith, int nth) {
     const attn_task *task = p;
     const attn_args *a = task->a;
-    float *scores = task->be->scratch + (int64_t)ith * (task->be->max_kv + task->be->max_head_dim);
-    float *vrow = scores + task->be->max_kv;
-    dot_f32_fn dot_k = type_traits_get(a->type_k)->dot_f32;
-    to_f32_fn v_to_f32 = type_traits_get(a->type_v)->to_f32;
-    int group = a->n_head / a->n_head_kv;
-    int64_t j0, j1;
-    pool_split((int64_t)a->n_tok * a->n_head, ith, nth, &j0, &j1);
-    for (int64_t j = j0; j < j1; j++) {
-        int t = (int)(j / a->n_head), h = (int)(j % a->n_head), hk = h / group;
-        const float *q = a->q + t * a->ldq + (int64_t)h * a->head_dim_k;
-        const uint8_t *mask = a->mask + (int64_t)t * a->n_kv;
-        float *out = a->out + t * a->ldo + (int64_t)h * a->head_dim_v;
-        float max = -INFINITY;
-        for (int c = 0; c < a->n_kv; c++) {
-            if (!mask[c]) continue;
-            const uint8_t *k = a->k + c * a->k_cell_bytes + hk * a->k_head_bytes;
-            scores[c] = dot_k(k, q, a->head_dim_k) * a->scale;
-            if (scores[c] > max) max = scores[c];
+    const cpu_kernels *kn = task->be->k;
+    float *scores = task->be->scratch + ith * task->be->scratch_per_thread;
+    int32_t *idx = (int32_t *)(scores + MM_TILE_TOKS * ATTN_CHUNK);
+    float *vrow = scores + (MM_TILE_TOKS + 1) * ATTN_CHUNK;
+    int group = a->n_head / a->n_head_kv, dv = a->head_dim_v;
+    int64_t n_tb = (a->n_tok + MM_TILE_TOKS - 1) / MM_TILE_TOKS, j0, j1;
+    pool_split(n_tb * a->n_head, ith, nth, &j0, &j1);
+    for (int64_t item = j0; item < j1; item++) {
+        int t0 = (int)(item / a->n_head) * MM_TILE_TOKS, h = (int)(item % a->n_head);
+        int nt = LLM_MIN(MM_TILE_TOKS, a->n_tok - t0), hk = h / group;
+        const float *q = a->q + t0 * a->ldq + (int64_t)h * a->head_dim_k;
+        float mx[MM_TILE_TOKS], sum[MM_TILE_TOKS];
+        for (int t = 0; t < nt; t++) {
+            mx[t] = -INFINITY;
+            sum[t] = 0.0f;
+            float *out = a->out + (t0 + t) * a->ldo + (int64_t)h * dv;
+            for (int i = 0; i < dv; i++) out[i] = 0.0f;
         }
-        for (int i = 0; i < a->head_dim_v; i++) out[i] = 0.0f;
-        if (max == -INFINITY) continue;          /* nothing visible: a zero row */
-        float sum = 0.0f;
-        for (int c = 0; c < a->n_kv; c++) {
-            if (!mask[c]) continue;
-            float w = expf(scores[c] - max);
-            sum += w;
-            v_to_f32(a->v + c * a->v_cell_bytes + hk * a->v_head_bytes, vrow, a->head_dim_v);
-            for (int i = 0; i < a->head_dim_v; i++) out[i] += w * vrow[i];
+        for (int c0 = 0; c0 < a->n_kv; c0 += ATTN_CHUNK) {
+            int nc = LLM_MIN(ATTN_CHUNK, a->n_kv - c0);
+            attn_scores(task, t0, nt, hk, q, c0, nc, scores);
+            for (int t = 0; t < nt; t++) {
+                float *s = scores + t * ATTN_CHUNK;
+                const uint8_t *m = a->mask + (int64_t)(t0 + t) * a->n_kv + c0;
+                float cmax = -INFINITY;
+                for (int j = 0; j < nc; j++) {
+                    s[j] = m[j] ? s[j] * a->scale : -INFINITY;
+                    cmax = s[j] > cmax ? s[j] : cmax;
+                }
+                if (cmax == -INFINITY) {             /* nothing visible in this chunk */
+                    for (int j = 0; j < nc; j++) s[j] = 0.0f;
+                    continue;
+                }
+                if (cmax > mx[t]) {
+                    if (mx[t] != -INFINITY) {
+                        float r = expf(mx[t] - cmax);
+                        kn->scale_f32(dv, r, a->out + (t0 + t) * a->ldo + (int64_t)h * dv);
+                        sum[t] *= r;
+                    }
+                    mx[t] = cmax;
+                }
+                sum[t] += kn->exp_sum_f32(nc, s, mx[t], s);   /* s becomes the weights */
+            }
+            /* the cells some query gives weight: masked cells are never read */
+            int n_idx = 0;
+            for (int j = 0; j < nc; j++) {
+                bool used = false;
+                for (int t = 0; t < nt; t++) used |= scores[t * ATTN_CHUNK + j] != 0.0f;
+                if (used) idx[n_idx++] = j;
+            }
+            const uint8_t *v = a->v + (uint64_t)c0 * a->v_cell_bytes + hk * a->v_head_bytes;
+            float *out = a->out + t0 * a->ldo + (int64_t)h * dv;
+            if (a->type_v == TYPE_F32 || a->type_v == TYPE_F16) {
+                (a->type_v == TYPE_F32 ? kn->pv_f32 : kn->pv_f16)(
+                    n_idx, idx, nt, scores, ATTN_CHUNK, v, a->v_cell_bytes, dv, out, a->ldo);
+                continue;
+            }
+            for (int k = 0; k < n_idx; k++) {
+                task->v_to_f32(v + idx[k] * a->v_cell_bytes, vrow, dv);
+                for (int t = 0; t < nt; t++) {
+                    kn->axpy_f32(dv, scores[t * ATTN_CHUNK + idx[k]], vrow, out + t * a->ldo);
+                }
+            }
         }
-        float inv = 1.0f / sum;
-        for (int i = 0; i < a->head_dim_v; i++) out[i] *= inv;
+        for (int t = 0; t < nt; t++) {           /* nothing visible: the row stays zero */
+            if (sum[t] > 0.0f) kn->scale_f32(dv, 1.0f / sum[t], a->out + (t0 + t) * a->ldo + (int64_t)h * dv);
+        }
     }
 }
 
 static void cpu_attention(llm_backend *be, const attn_args *a) {
-    attn_task task = {a, cpu(be)};
+    const mm_kernel *mk = cpu_kernels_mm(cpu(be)->k, a->type_k);
+    attn_task task = {a, cpu(be), mk && !mk->act_bytes ? mk->tile : NULL,
+                      type_traits_get(a->type_k)->dot_f32, type_traits_get(a->type_v)->to_f32};
     threadpool_run(cpu(be)->pool, attention_worker, &task);
 }
 
@@ -182,11 +355,15 @@ static void cpu_free(llm_backend *be) {
     if (!be) return;
     threadpool_free(cpu(be)->pool);
     llm_aligned_free(cpu(be)->scratch);
+    llm_aligned_free(cpu(be)->act);
     llm_free(be);
 }
 
-int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, llm_backend **out) {
+int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_tok,
+                           int64_t max_row, llm_backend **out) {
+    (void)max_kv;              /* attention keeps no per-cell buffer */
     *out = NULL;
+    if (n_threads < 1) n_threads = 1;
     cpu_backend *be = llm_calloc(1, sizeof *be);
     if (!be) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory creating CPU backend");
     be->base = (llm_backend){
@@ -202,17 +379,25 @@ int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, llm_back
         .store_rows = cpu_store_rows,
         .attention = cpu_attention,
     };
-    be->max_kv = max_kv;
+    be->k = cpu_kernels_get();
+    be->n_threads = n_threads;
     be->max_head_dim = max_head_dim;
     int32_t st = threadpool_create(n_threads, &be->pool);
     if (st != LLM_STATUS_OK) {
         llm_free(be);
         return st;
     }
-    be->scratch = llm_aligned_alloc(sizeof(float) * (size_t)n_threads * (max_kv + max_head_dim));
-    if (!be->scratch) {
+    be->scratch_per_thread = (int64_t)(MM_TILE_TOKS + 1) * ATTN_CHUNK + max_head_dim;
+    be->scratch_per_thread = (be->scratch_per_thread + 15) / 16 * 16;   /* 64-byte rows */
+    be->scratch = llm_aligned_alloc(sizeof(float) * (size_t)n_threads * be->scratch_per_thread);
+    /* room for max_tok rows of max_row values in the quantized formats (at least one row) */
+    int64_t row = (LLM_MAX(max_row, 1) + 63) / 64 * 64;
+    be->act_cap = LLM_MAX(be->k->q8_0.act_bytes(row), be->k->q4_0.act_bytes(row)) *
+                  LLM_MAX(max_tok, 1);
+    be->act = llm_aligned_alloc((size_t)be->act_cap);
+    if (!be->scratch || !be->act) {
         cpu_free(&be->base);
-        return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for attention scratch");
+        return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for CPU backend scratch");
     }
     *out = &be->base;
     return LLM_STATUS_OK;

@@ -1,0 +1,465 @@
+/* x86_avx2.c -- the AVX2 level (with FMA and F16C): 8 floats or one 32-value quant block per
+ * register. Built with its own target flags (CMakeLists.txt); only called after
+ * cpu_dispatch.c has checked the CPU.
+ *
+ * Quantized dot products use VPMADDUBSW (unsigned bytes times signed bytes, pairs summed to
+ * 16 bits) then VPMADDWD with ones (pairs summed to 32 bits):
+ *   Q8_0: |w| times a with w's sign moved onto a (each pair sum <= 2 * 128 * 127, no
+ *         saturation);
+ *   Q4_0: the nibbles 0..15 times a (pair sums <= 2 * 15 * 127), minus 8 * sum(a), which
+ *         is computed once per activation row.
+ * The integer sums are exact, so the results differ from the scalar level only by float
+ * summation order. */
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <math.h>
+
+#include "kernels.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* The tile loops over rows and tokens are unrolled by pragma: unrolled late, gcc leaves the
+ * accumulator array in memory and stores it on every step. */
+
+INLINE float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---- f32, f16, bf16 weights with f32 activations ---- */
+
+enum { W_F32, W_F16, W_BF16 };
+
+INLINE __m256 load_w8(int kind, const uint8_t *row, int64_t i) {
+    if (kind == W_F32) return _mm256_loadu_ps((const float *)row + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + i));
+    if (kind == W_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+INLINE float load_w1(int kind, const uint8_t *row, int64_t i) {
+    if (kind == W_F32) return ((const float *)row)[i];
+    uint16_t h = ((const uint16_t *)row)[i];
+    return kind == W_F16 ? _cvtsh_ss(h) : bf16_to_f32(h);
+}
+
+INLINE void tile_float(int kind, int R, int T, int64_t n, const uint8_t *w, size_t ws,
+                       const uint8_t *a, size_t as, float *y, int64_t ldy) {
+    __m256 acc[MM_TILE_ROWS][MM_TILE_TOKS];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x[MM_TILE_TOKS];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) x[t] = _mm256_loadu_ps((const float *)(a + t * as) + i);
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256 wv = load_w8(kind, w + r * ws, i);
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) acc[r][t] = _mm256_fmadd_ps(wv, x[t], acc[r][t]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            float s = hsum256(acc[r][t]);
+            for (int64_t j = i; j < n; j++) {
+                s += load_w1(kind, w + r * ws, j) * ((const float *)(a + t * as))[j];
+            }
+            y[t * ldy + r] = s;
+        }
+    }
+}
+
+/* ---- Q8_0, Q4_0 weights with block_q8a activations ---- */
+
+enum { W_Q8_0, W_Q4_0 };
+
+INLINE void tile_quant(int kind, int R, int T, int64_t n, const uint8_t *w, size_t ws,
+                       const uint8_t *a, size_t as, float *y, int64_t ldy) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[MM_TILE_ROWS][MM_TILE_TOKS];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m256i x[MM_TILE_TOKS], xs[MM_TILE_TOKS];
+        __m256 dx[MM_TILE_TOKS];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const block_q8a *ab = (const block_q8a *)(a + t * as) + b;
+            x[t] = _mm256_loadu_si256((const __m256i *)ab->qs);
+            dx[t] = _mm256_set1_ps(ab->d);
+            if (kind == W_Q4_0) {
+                xs[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), x[t]), ones);
+            }
+        }
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256i wq;
+            __m256 dw;
+            if (kind == W_Q8_0) {
+                const block_q8_0 *q = (const block_q8_0 *)(w + r * ws) + b;
+                wq = _mm256_loadu_si256((const __m256i *)q->qs);
+                dw = _mm256_set1_ps(_cvtsh_ss(q->d));
+            } else {
+                const block_q4_0 *q = (const block_q4_0 *)(w + r * ws) + b;
+                __m128i p = _mm_loadu_si128((const __m128i *)q->qs);
+                __m128i lo = _mm_and_si128(p, _mm_set1_epi8(0x0f));
+                __m128i hi = _mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(0x0f));
+                wq = _mm256_set_m128i(hi, lo);
+                dw = _mm256_set1_ps(_cvtsh_ss(q->d));
+            }
+            __m256i wabs = kind == W_Q8_0 ? _mm256_abs_epi8(wq) : wq;
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                __m256i s;
+                if (kind == W_Q8_0) {
+                    __m256i p16 = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x[t], wq));
+                    s = _mm256_madd_epi16(p16, ones);
+                } else {
+                    s = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, x[t]), ones);
+                    s = _mm256_sub_epi32(s, xs[t]);
+                }
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, dx[t]),
+                                            acc[r][t]);
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) y[t * ldy + r] = hsum256(acc[r][t]);
+    }
+}
+
+/* ---- per-type entry points: 16 registers hold a 2 x 2 tile (4 x 2 for the float types);
+ * larger tiles are covered by several, edges by 1 x 1 ---- */
+
+INLINE void sub_tile(int kind, bool quant, int R, int T, int64_t n, const uint8_t *w,
+                     size_t ws, const uint8_t *a, size_t as, float *y, int64_t ldy) {
+    if (quant) tile_quant(kind, R, T, n, w, ws, a, as, y, ldy);
+    else tile_float(kind, R, T, n, w, ws, a, as, y, ldy);
+}
+
+INLINE void tile_any(int kind, bool quant, int64_t n, const void *w, size_t ws, int nr,
+                     const void *a, size_t as, int nt, float *y, int64_t ldy) {
+    const uint8_t *wb = w, *ab = a;
+    int r = 0;
+    /* a single token (decode) streams one row at a time: interleaving the streams of
+     * several rows measured up to 2x slower on Zen 4 */
+    if (nt > 1) {
+        const int R = quant ? 2 : 4;
+        for (; r + R <= nr; r += R) {
+            int t = 0;
+            for (; t + 2 <= nt; t += 2) {
+                sub_tile(kind, quant, R, 2, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+            }
+            if (t < nt) sub_tile(kind, quant, R, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+        }
+    }
+    for (; r < nr; r++) {
+        for (int t = 0; t < nt; t++) {
+            sub_tile(kind, quant, 1, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+        }
+    }
+}
+
+static void avx2_tile_f32(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                          size_t as, int nt, float *y, int64_t ldy) {
+    tile_any(W_F32, false, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void avx2_tile_f16(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                          size_t as, int nt, float *y, int64_t ldy) {
+    tile_any(W_F16, false, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void avx2_tile_bf16(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                           size_t as, int nt, float *y, int64_t ldy) {
+    tile_any(W_BF16, false, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void avx2_tile_q8_0(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                           size_t as, int nt, float *y, int64_t ldy) {
+    tile_any(W_Q8_0, true, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void avx2_tile_q4_0(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                           size_t as, int nt, float *y, int64_t ldy) {
+    tile_any(W_Q4_0, true, n, w, ws, nr, a, as, nt, y, ldy);
+}
+
+static float avx2_vec_dot_f32(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_float(W_F32, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+static float avx2_vec_dot_f16(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_float(W_F16, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+static float avx2_vec_dot_bf16(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_float(W_BF16, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+static float avx2_vec_dot_q8_0(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_quant(W_Q8_0, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+static float avx2_vec_dot_q4_0(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_quant(W_Q4_0, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+
+/* ---- activation quantization ---- */
+
+static void avx2_quantize_q8a(const float *x, void *out, int64_t n) {
+    block_q8a *y = out;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / QK8A; b++) {
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + b * QK8A + 8 * k);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float d = _mm_cvtss_f32(m4) / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = d;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i i[4];
+        /* cvtps rounds half to even, like the scalar level's nearbyintf */
+        for (int k = 0; k < 4; k++) i[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
+        /* pack to bytes: packs interleave 128-bit lanes, the permute puts them back */
+        __m256i p16a = _mm256_packs_epi32(i[0], i[1]), p16b = _mm256_packs_epi32(i[2], i[3]);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y[b].qs, p8);
+    }
+}
+
+/* ---- f32 helpers ---- */
+
+static float avx2_dot_f32(int64_t n, const float *x, const float *y) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+    }
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+static void avx2_axpy_f32(int64_t n, float alpha, const float *x, float *y) {
+    __m256 va = _mm256_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++) y[i] = fmaf(alpha, x[i], y[i]);
+}
+
+static void avx2_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
+    __m256 va = _mm256_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++) y[i] = fmaf(alpha, _cvtsh_ss(x[i]), y[i]);
+}
+
+static void avx2_scale_f32(int64_t n, float s, float *y) {
+    __m256 vs = _mm256_set1_ps(s);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(vs, _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] *= s;
+}
+
+static void avx2_rmsnorm_f32(int64_t n, const float *x, const float *w, float eps, float *y) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();   /* squares in double */
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        s0 = _mm256_fmadd_pd(lo, lo, s0);
+        s1 = _mm256_fmadd_pd(hi, hi, s1);
+    }
+    __m256d s = _mm256_add_pd(s0, s1);
+    __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    double ss = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    __m256 vs = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
+        if (w) v = _mm256_mul_ps(v, _mm256_loadu_ps(w + i));
+        _mm256_storeu_ps(y + i, v);
+    }
+    for (; i < n; i++) y[i] = x[i] * scale * (w ? w[i] : 1.0f);
+}
+
+/* e^x for x in [-87, 88] to about 2 ulp (Cody-Waite reduction by ln 2, degree-6 polynomial);
+ * inputs beyond are clamped. 2^k is built in the exponent bits. */
+INLINE __m256 exp256(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* k in [-126, 127]: 2^k = (k + 127) << 23 */
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static void avx2_swiglu_f32(int64_t n, float *g, const float *u) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_loadu_ps(g + i);
+        __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), a));
+        __m256 s = _mm256_div_ps(a, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static float avx2_exp_sum_f32(int64_t n, const float *x, float m, float *y) {
+    const __m256 vm = _mm256_set1_ps(m), lim = _mm256_set1_ps(-87.0f);
+    __m256 sum = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        __m256 e = _mm256_and_ps(exp256(d), _mm256_cmp_ps(d, lim, _CMP_GE_OQ));
+        sum = _mm256_add_ps(sum, e);
+        _mm256_storeu_ps(y + i, e);
+    }
+    float s = hsum256(sum);
+    for (; i < n; i++) {
+        float d = x[i] - m;
+        y[i] = d < -87.0f ? 0.0f : expf(d);
+        s += y[i];
+    }
+    return s;
+}
+
+/* 8 output values of nt queries stay in registers while every listed cell is added; the
+ * last dv % 8 values take the scalar path */
+INLINE void pv_tile(bool f16, int NT, int nc, const int32_t *idx, const float *p, int64_t ldp,
+                    const uint8_t *v, size_t v_stride, int64_t dv, float *out, int64_t ldo) {
+    int64_t i = 0;
+    for (; i + 8 <= dv; i += 8) {
+        __m256 acc[MM_TILE_TOKS];
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) acc[t] = _mm256_loadu_ps(out + t * ldo + i);
+        for (int j = 0; j < nc; j++) {
+            const uint8_t *row = v + idx[j] * v_stride;
+            __m256 vv = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)))
+                            : _mm256_loadu_ps((const float *)row + i);
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) {
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(p[t * ldp + idx[j]]), vv, acc[t]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * ldo + i, acc[t]);
+    }
+    for (; i < dv; i++) {
+        for (int t = 0; t < NT; t++) {
+            float s = out[t * ldo + i];
+            for (int j = 0; j < nc; j++) {
+                const uint8_t *row = v + idx[j] * v_stride;
+                float x = f16 ? _cvtsh_ss(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+                s = fmaf(p[t * ldp + idx[j]], x, s);
+            }
+            out[t * ldo + i] = s;
+        }
+    }
+}
+
+INLINE void pv_any(bool f16, int nc, const int32_t *idx, int nt, const float *p, int64_t ldp,
+                   const uint8_t *v, size_t v_stride, int64_t dv, float *out, int64_t ldo) {
+    switch (nt) {
+    case 4: pv_tile(f16, 4, nc, idx, p, ldp, v, v_stride, dv, out, ldo); break;
+    case 3: pv_tile(f16, 3, nc, idx, p, ldp, v, v_stride, dv, out, ldo); break;
+    case 2: pv_tile(f16, 2, nc, idx, p, ldp, v, v_stride, dv, out, ldo); break;
+    default: pv_tile(f16, 1, nc, idx, p, ldp, v, v_stride, dv, out, ldo); break;
+    }
+}
+
+static void avx2_pv_f32(int nc, const int32_t *idx, int nt, const float *p, int64_t ldp,
+                        const uint8_t *v, size_t v_stride, int64_t dv, float *out, int64_t ldo) {
+    pv_any(false, nc, idx, nt, p, ldp, v, v_stride, dv, out, ldo);
+}
+
+static void avx2_pv_f16(int nc, const int32_t *idx, int nt, const float *p, int64_t ldp,
+                        const uint8_t *v, size_t v_stride, int64_t dv, float *out, int64_t ldo) {
+    pv_any(true, nc, idx, nt, p, ldp, v, v_stride, dv, out, ldo);
+}
+
+static void avx2_f32_to_f16_row(int64_t n, const float *x, uint16_t *y) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(y + i), h);
+    }
+    for (; i < n; i++) y[i] = f32_to_f16(x[i]);
+}
+
+static const cpu_kernels g_avx2 = {
+    .name = "avx2",
+    .level = CPU_LEVEL_AVX2,
+    .f32 = {NULL, NULL, avx2_vec_dot_f32, avx2_tile_f32},
+    .f16 = {NULL, NULL, avx2_vec_dot_f16, avx2_tile_f16},
+    .bf16 = {NULL, NULL, avx2_vec_dot_bf16, avx2_tile_bf16},
+    .q8_0 = {q8a_row_bytes, avx2_quantize_q8a, avx2_vec_dot_q8_0, avx2_tile_q8_0},
+    .q4_0 = {q8a_row_bytes, avx2_quantize_q8a, avx2_vec_dot_q4_0, avx2_tile_q4_0},
+    .quantize_q8a = avx2_quantize_q8a,
+    .dot_f32 = avx2_dot_f32,
+    .axpy_f32 = avx2_axpy_f32,
+    .axpy_f16 = avx2_axpy_f16,
+    .scale_f32 = avx2_scale_f32,
+    .rmsnorm_f32 = avx2_rmsnorm_f32,
+    .swiglu_f32 = avx2_swiglu_f32,
+    .exp_sum_f32 = avx2_exp_sum_f32,
+    .pv_f32 = avx2_pv_f32,
+    .pv_f16 = avx2_pv_f16,
+    .f32_to_f16_row = avx2_f32_to_f16_row,
+};
+
+const cpu_kernels *cpu_kernels_avx2(void) { return &g_avx2; }
+
+#else /* not x86-64: this level does not exist in the build */
+
+#include "kernels.h"
+
+const cpu_kernels *cpu_kernels_avx2(void) { return NULL; }
+
+#endif
