@@ -439,13 +439,15 @@ static void test_level(const cpu_kernels *k) {
 
 /* ---- backend ops (at the level cpu_kernels_get picks; run once per level in children) ---- */
 
-static void test_matmul_op(int n_threads) {
+/* max_row 4128: the kernels' path; max_row 32: rows longer than the activation scratch take
+ * the scalar reference path */
+static void test_matmul_op(int n_threads, int64_t max_row) {
     static const int toks[] = {1, 3, 17};
     static const int64_t n_ins[] = {96, 4128};
     const int64_t n_out = 37;                 /* not a multiple of the 4-row tile */
     llm_backend *be;
     /* max_tok 8 < 17: the 17-token matmuls run in several passes through the scratch */
-    CHECK(cpu_backend_create(n_threads, 64, 64, 8, 4128, &be) == LLM_STATUS_OK, "create");
+    CHECK(cpu_backend_create(n_threads, 64, 64, 8, max_row, &be) == LLM_STATUS_OK, "create");
     for (size_t ti = 0; ti < N_TYPES; ti++) {
         uint32_t type = g_types[ti];
         for (size_t ni = 0; ni < 2; ni++) {
@@ -481,8 +483,9 @@ static void test_matmul_op(int n_threads) {
                     }
                 }
                 for (int i = 0; i < 8; i++) guards &= y[ldy * nt + i] == 31337.0f;
-                CHECK(ok, "matmul %s n=%lld n_tok=%d threads=%d: worst error %.2f x tol",
-                      type_traits_get(type)->name, (long long)n, nt, n_threads, worst);
+                CHECK(ok, "matmul %s n=%lld n_tok=%d threads=%d max_row=%lld: worst error "
+                      "%.2f x tol", type_traits_get(type)->name, (long long)n, nt, n_threads,
+                      (long long)max_row, worst);
                 CHECK(guards, "matmul %s n=%lld n_tok=%d threads=%d wrote outside its rows",
                       type_traits_get(type)->name, (long long)n, nt, n_threads);
                 free(x);
@@ -630,7 +633,8 @@ static void test_elementwise_ops(int n_threads) {
 
 static void test_ops(void) {
     for (int th = 1; th <= 3; th++) {
-        test_matmul_op(th);
+        test_matmul_op(th, 4128);
+        test_matmul_op(th, 32);
         test_attention_op(th, TYPE_F16);
         test_attention_op(th, TYPE_F32);
         test_attention_op(th, TYPE_BF16);

@@ -3,9 +3,13 @@
  *
  * Matmul: the activation rows are brought into the weight type's activation format once
  * per matmul (quantized to 8-bit blocks for Q8_0 / Q4_0 weights, used as they are for the
- * float types), then the threads split the output rows. Each thread walks its rows in chunks and
- * computes 4 rows x 4 tokens register tiles, so a weight row is read once per 4 tokens of a
- * prompt; a single token (decode) streams 4 rows at a time at memory bandwidth. */
+ * float types), then the threads split the output rows. Each thread walks its rows in chunks
+ * and computes 4 rows x 4 tokens register tiles, so a weight row is read once per 4 tokens of
+ * a prompt; a single token (decode) streams the rows one after the other at memory bandwidth.
+ *
+ * Attention scores blocks of queries against chunks of cells with the same tile kernels and
+ * folds each chunk into a running (online) softmax. Element-wise ops run the SIMD row
+ * kernels, split over the threads when a prompt makes them large. */
 #include <math.h>
 #include <stdbool.h>
 
@@ -22,9 +26,7 @@
 typedef struct cpu_backend {
     llm_backend base;
     threadpool *pool;
-    int n_threads;
     const cpu_kernels *k;
-    int max_head_dim;
     float *scratch;            /* per thread: MM_TILE_TOKS x ATTN_CHUNK scores, ATTN_CHUNK
                                   cell indices, max_head_dim values */
     int64_t scratch_per_thread;
@@ -380,8 +382,6 @@ int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_
         .attention = cpu_attention,
     };
     be->k = cpu_kernels_get();
-    be->n_threads = n_threads;
-    be->max_head_dim = max_head_dim;
     int32_t st = threadpool_create(n_threads, &be->pool);
     if (st != LLM_STATUS_OK) {
         llm_free(be);

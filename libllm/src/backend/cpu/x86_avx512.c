@@ -3,14 +3,13 @@
  * only called after cpu_dispatch.c has checked the CPU.
  *
  * Quantized dot products use VPDPBUSD (unsigned bytes times signed bytes, summed in groups
- * of four into 32-bit lanes). Neither operand is naturally unsigned, so:
- *   Q8_0: the activation bytes are offset by 128 (a ^ 0x80 = a + 128 as unsigned); the extra
- *         128 * sum(w) per lane is computed once per weight row and subtracted by starting
- *         the accumulator at -128 * sum(w).
- *   Q4_0: the nibbles (0..15) are the unsigned operand; the -8 offset of the format becomes
- *         a start of -8 * sum(a) per lane, computed once per activation row.
- * The integer sums are exact, so the results differ from the scalar level only by float
- * summation order. */
+ * of four into 32-bit lanes). The weights are the unsigned operand:
+ *   Q8_0: offset by 128 (w ^ 0x80 = w + 128 as unsigned); the extra 128 * sum(a) per lane
+ *         is cancelled by starting the lane at -128 * sum(a);
+ *   Q4_0: the nibbles 0..15 as they are; the format's -8 becomes a start of -8 * sum(a).
+ * The starts depend only on the activations, so they are computed once per matmul, when the
+ * activations are quantized (into this level's own layout, act_pair below). The integer sums
+ * are exact, so the results differ from the scalar level only by float summation order. */
 #if defined(__x86_64__)
 
 #include <immintrin.h>
