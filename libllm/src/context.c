@@ -280,7 +280,6 @@ static int32_t decode(llm_context *ctx, const llm_batch *b) {
         ub->cells = ctx->cells + i0;
     }
     if ((st = ctx->memory->ops->plan(ctx->memory, ctx->ubs, n_ubs)) != LLM_STATUS_OK) return st;
-    if (ctx->kv->has_shift && (st = llama_apply_shift(ctx)) != LLM_STATUS_OK) return st;
 
     ctx->n_outputs = 0;
     ctx->n_batch_last = 0;

@@ -50,7 +50,4 @@ void llama_scratch_free(llama_scratch *s);
  * consecutive rows starting at `logits`. */
 int32_t llama_forward(llm_context *ctx, const ubatch *ub, float *logits);
 
-/* Applies pending position shifts to the cached keys (before the next forward). */
-int32_t llama_apply_shift(llm_context *ctx);
-
 #endif

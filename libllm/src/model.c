@@ -70,21 +70,22 @@ static int32_t load_hparams(llm_model *m) {
         hp->norm_eps = 1e-5f;
     }
     if (!get_arch_f32(f, a, "rope.freq_base", &hp->rope_freq_base)) hp->rope_freq_base = 10000.0f;
+    /* rope scaling: type "linear" (or a factor without a type) divides positions by the
+     * factor; "none" or no key: none */
     hp->rope_freq_scale = 1.0f;
     char key[128];
     snprintf(key, sizeof key, "%s.rope.scaling.type", a);
     gguf_str type = {0};
-    float factor = 0.0f;
+    bool linear = true;                       /* files without the type key: factor alone */
     if (gguf_get_str(f, key, &type)) {
-        bool linear = type.len == 6 && memcmp(type.ptr, "linear", 6) == 0;
-        bool none = type.len == 4 && memcmp(type.ptr, "none", 4) == 0;
-        if (!linear && !none) {
+        linear = type.len == 6 && memcmp(type.ptr, "linear", 6) == 0;
+        if (!linear && !(type.len == 4 && memcmp(type.ptr, "none", 4) == 0)) {
             return llm_error(LLM_STATUS_UNSUPPORTED, "rope scaling type '%.*s' is not supported",
                              (int)LLM_MIN(type.len, 32), type.ptr);
         }
     }
-    if (get_arch_f32(f, a, "rope.scaling.factor", &factor) && factor > 0.0f &&
-        !(type.ptr && type.len == 4)) {
+    float factor = 0.0f;
+    if (linear && get_arch_f32(f, a, "rope.scaling.factor", &factor) && factor > 0.0f) {
         hp->rope_freq_scale = 1.0f / factor;
     }
     if (!(hp->norm_eps > 0.0f) || !(hp->rope_freq_base > 0.0f) || !isfinite(hp->rope_freq_base)) {

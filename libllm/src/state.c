@@ -38,6 +38,12 @@ uint64_t state_hash(uint64_t h, const void *data, size_t n) {
     return h ^ (h >> 31);
 }
 
+/* The seq_ entry points take a real sequence id; inside, seq < 0 means the whole context. */
+static int32_t negative_seq(llm_seq_id seq) {
+    llm_error_clear();
+    return llm_error(LLM_STATUS_INVALID_ARGUMENT, "sequence id %d is negative", seq);
+}
+
 /* ---- writing ---- */
 
 static void write_payload(const llm_context *ctx, state_writer *w, llm_seq_id seq) {
@@ -199,20 +205,12 @@ LLM_API size_t llm_state_seq_size(const llm_context *ctx, llm_seq_id seq) {
 
 LLM_API int32_t llm_state_seq_save(const llm_context *ctx, llm_seq_id seq, uint8_t *dst,
                                    size_t size, size_t *written) {
-    if (seq < 0) {
-        llm_error_clear();
-        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "sequence id %d is negative", seq);
-    }
-    return save(ctx, seq, dst, size, written);
+    return seq < 0 ? negative_seq(seq) : save(ctx, seq, dst, size, written);
 }
 
 LLM_API int32_t llm_state_seq_load(llm_context *ctx, llm_seq_id seq, const uint8_t *src,
                                    size_t size) {
-    if (seq < 0) {
-        llm_error_clear();
-        return llm_error(LLM_STATUS_INVALID_ARGUMENT, "sequence id %d is negative", seq);
-    }
-    return load(ctx, seq, src, size);
+    return seq < 0 ? negative_seq(seq) : load(ctx, seq, src, size);
 }
 
 /* ---- files ---- */
@@ -281,10 +279,8 @@ LLM_API int32_t llm_state_load_file(llm_context *ctx, const char *path) {
     return load_file(ctx, -1, path);
 }
 LLM_API int32_t llm_state_seq_save_file(const llm_context *ctx, llm_seq_id seq, const char *path) {
-    if (seq < 0) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "sequence id %d is negative", seq);
-    return save_file(ctx, seq, path);
+    return seq < 0 ? negative_seq(seq) : save_file(ctx, seq, path);
 }
 LLM_API int32_t llm_state_seq_load_file(llm_context *ctx, llm_seq_id seq, const char *path) {
-    if (seq < 0) return llm_error(LLM_STATUS_INVALID_ARGUMENT, "sequence id %d is negative", seq);
-    return load_file(ctx, seq, path);
+    return seq < 0 ? negative_seq(seq) : load_file(ctx, seq, path);
 }

@@ -5,18 +5,16 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _lib
 from ._callback import ProgressCallback
-from ._errors import ClosedError, InvalidArgumentError, check, error_for, last_error_message
+from ._errors import InvalidArgumentError, check, error_for, last_error_message
+from ._handle import OwnedHandle
 from .model import Model
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 # Names accepted for the cache types (type_k, type_v), and their llm_type ids.
 CACHE_TYPES = {
@@ -141,7 +139,7 @@ class Batch:
         self._logits[i % self._n] = 1 if flag else 0
 
 
-class Context:
+class Context(OwnedHandle[_lib.llm_context_p]):
     """A KV cache and compute buffers over a :class:`Model`, used by one thread at a time.
 
     Everything is allocated at creation, so decoding does not allocate. The context keeps its
@@ -207,36 +205,8 @@ class Context:
 
     # -- lifetime ------------------------------------------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    @property
-    def handle(self) -> _lib.llm_context_p:
-        """The C handle (llm_context *); ClosedError after close()."""
-        handle = self._handle
-        if handle is None:
-            raise ClosedError("this Context is closed")
-        return handle
-
-    def close(self) -> None:
-        """Frees the context (then lets the model go). Idempotent."""
-        handle = self._handle
-        if handle is None:
-            return
-        self._handle = None
-        self._free_fn(handle)
-        self._model._detach_context(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            self.close()
+    def _after_close(self) -> None:
+        self._model._detach_context(self)   # the model may be freed now
 
     def __repr__(self) -> str:
         if self._handle is None:

@@ -14,10 +14,10 @@ import numpy.typing as npt
 
 from . import _lib
 from ._callback import ProgressCallback
-from ._errors import ClosedError, InvalidArgumentError, check, error_for, last_error_message
+from ._errors import InvalidArgumentError, check, error_for, last_error_message
+from ._handle import OwnedHandle
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
 
     from .context import Context
 
@@ -67,7 +67,7 @@ def _int32_array(ids: Sequence[int]) -> npt.NDArray[np.int32]:
     return np.ascontiguousarray(wide, dtype=np.int32)
 
 
-class Model:
+class Model(OwnedHandle[_lib.llm_model_p]):
     """A GGUF model loaded by libllm.
 
     The model is read-only after loading and may be shared by any number of contexts. It is
@@ -146,14 +146,6 @@ class Model:
     def closed(self) -> bool:
         return self._handle is None or self._close_pending
 
-    @property
-    def handle(self) -> _lib.llm_model_p:
-        """The C handle (llm_model *); ClosedError after close()."""
-        handle = self._handle
-        if handle is None or self._close_pending:
-            raise ClosedError("this Model is closed")
-        return handle
-
     def close(self) -> None:
         """Closes every context created from this model, then frees the model. Idempotent."""
         if self._handle is None:
@@ -178,16 +170,6 @@ class Model:
         self._contexts.discard(ctx)
         self._n_contexts -= 1
         self._free_if_unused()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            self.close()
 
     def __repr__(self) -> str:
         if self.closed:

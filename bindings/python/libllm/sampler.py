@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import ctypes
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _lib
-from ._errors import ClosedError, check
+from ._errors import check
+from ._handle import OwnedHandle
 from .context import Context
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 # The seed that asks for a fresh random seed (llama.cpp's LLAMA_DEFAULT_SEED).
 RANDOM_SEED = 0xFFFFFFFF
@@ -30,7 +28,7 @@ def resolve_seed(seed: int) -> int:
     return seed
 
 
-class Sampler:
+class Sampler(OwnedHandle[_lib.llm_sampler_p]):
     """A chain of sampling steps applied in the order they were added.
 
     ``Sampler(...)`` builds the usual chain: penalties -> top-k -> top-p -> min-p ->
@@ -90,36 +88,6 @@ class Sampler:
 
     # -- lifetime ------------------------------------------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    @property
-    def handle(self) -> _lib.llm_sampler_p:
-        """The C handle (llm_sampler *); ClosedError after close()."""
-        handle = self._handle
-        if handle is None:
-            raise ClosedError("this Sampler is closed")
-        return handle
-
-    def close(self) -> None:
-        """Frees the sampler. Idempotent."""
-        handle = self._handle
-        if handle is not None:
-            self._handle = None
-            self._free_fn(handle)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            self.close()
-
-    # -- building the chain --------------------------------------------------------------
 
     def add_penalties(
         self, last_n: int, repeat: float, frequency: float = 0.0, presence: float = 0.0

@@ -82,6 +82,42 @@ static void rope_table(const llm_model *m, const llm_pos *pos, int n, float *cos
     }
 }
 
+/* Re-rotates the keys of every cell whose position moved (seq_add / seq_div): RoPE angles
+ * add up, so rotating by the position change moves a key to its new position. Cells go in
+ * chunks of n_ubatch through the scratch rows. */
+static void apply_shift(llm_context *ctx) {
+    const llm_model *m = ctx->model;
+    const llm_hparams *hp = &m->hp;
+    llm_backend *be = ctx->backend;
+    llama_scratch *s = ctx->scratch;
+    kv_cache *kv = ctx->kv;
+    const int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k;
+    uint32_t c = 0;
+    while (c < kv->n_cells) {
+        int n = 0;
+        for (; c < kv->n_cells && (uint32_t)n < s->n_ubatch; c++) {
+            if (kv->pos[c] < 0 || kv->shift[c] == 0) continue;
+            s->shift_cells[n] = (int32_t)c;
+            s->shift_pos[n] = kv->shift[c];
+            n++;
+        }
+        if (n == 0) break;
+        rope_table(m, s->shift_pos, n, s->cos_sin);
+        rope_args rk = {n, (int)hp->n_head_kv, (int)hp->head_dim_k, (int)hp->n_rot,
+                        hp->rope_neox, s->cos_sin};
+        to_f32_fn to_f32 = type_traits_get(kv->type_k)->to_f32;
+        for (uint32_t il = 0; il < hp->n_layer; il++) {
+            for (int i = 0; i < n; i++) {
+                to_f32(kv->k[il] + (uint64_t)s->shift_cells[i] * kv->k_cell_bytes, s->k + i * K, K);
+            }
+            be->rope(be, s->k, K, &rk);
+            be->store_rows(be, s->k, K, (int)K, n, kv->type_k, kv->k[il], kv->k_cell_bytes,
+                           s->shift_cells);
+        }
+    }
+    kv_cache_shift_done(kv);
+}
+
 int32_t llama_forward(llm_context *ctx, const ubatch *ub, float *logits) {
     const llm_model *m = ctx->model;
     const llm_hparams *hp = &m->hp;
@@ -94,6 +130,7 @@ int32_t llama_forward(llm_context *ctx, const ubatch *ub, float *logits) {
     const int64_t V = (int64_t)hp->n_head_kv * hp->head_dim_v;
     const int64_t O = (int64_t)hp->n_head * hp->head_dim_v, F = hp->n_ff;
 
+    if (kv->has_shift) apply_shift(ctx);   /* positions moved since the last forward */
     be->get_rows(be, m->tok_embd, ub->token, n, s->x, E);
     rope_table(m, ub->pos, n, s->cos_sin);
     const uint32_t n_kv = kv_cache_n_active(kv);
@@ -152,42 +189,5 @@ int32_t llama_forward(llm_context *ctx, const ubatch *ub, float *logits) {
         n_out++;
     }
     if (n_out > 0) be->matmul(be, m->output, s->xn, E, n_out, logits, hp->n_vocab);
-    return LLM_STATUS_OK;
-}
-
-/* Re-rotates the keys of every cell whose position moved (seq_add / seq_div): RoPE angles
- * add up, so rotating by the position change moves a key to its new position. Cells go in
- * chunks of n_ubatch through the scratch rows. */
-int32_t llama_apply_shift(llm_context *ctx) {
-    const llm_model *m = ctx->model;
-    const llm_hparams *hp = &m->hp;
-    llm_backend *be = ctx->backend;
-    llama_scratch *s = ctx->scratch;
-    kv_cache *kv = ctx->kv;
-    const int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k;
-    uint32_t c = 0;
-    while (c < kv->n_cells) {
-        int n = 0;
-        for (; c < kv->n_cells && (uint32_t)n < s->n_ubatch; c++) {
-            if (kv->pos[c] < 0 || kv->shift[c] == 0) continue;
-            s->shift_cells[n] = (int32_t)c;
-            s->shift_pos[n] = kv->shift[c];
-            n++;
-        }
-        if (n == 0) break;
-        rope_table(m, s->shift_pos, n, s->cos_sin);
-        rope_args rk = {n, (int)hp->n_head_kv, (int)hp->head_dim_k, (int)hp->n_rot,
-                        hp->rope_neox, s->cos_sin};
-        to_f32_fn to_f32 = type_traits_get(kv->type_k)->to_f32;
-        for (uint32_t il = 0; il < hp->n_layer; il++) {
-            for (int i = 0; i < n; i++) {
-                to_f32(kv->k[il] + (uint64_t)s->shift_cells[i] * kv->k_cell_bytes, s->k + i * K, K);
-            }
-            be->rope(be, s->k, K, &rk);
-            be->store_rows(be, s->k, K, (int)K, n, kv->type_k, kv->k[il], kv->k_cell_bytes,
-                           s->shift_cells);
-        }
-    }
-    kv_cache_shift_done(kv);
     return LLM_STATUS_OK;
 }

@@ -43,6 +43,12 @@ static void range_defaults(llm_pos *p0, llm_pos *p1) {
     if (*p1 < 0) *p1 = INT32_MAX;
 }
 
+/* Cell c is in use, at a position in [p0, p1), and holds seq (seq < 0: any sequence). */
+static bool cell_in(const kv_cache *kv, uint32_t c, llm_seq_id seq, llm_pos p0, llm_pos p1) {
+    return !cell_empty(kv, c) && kv->pos[c] >= p0 && kv->pos[c] < p1 &&
+           (seq < 0 || kv_cell_has_seq(kv, c, seq));
+}
+
 static bool seq_valid(const kv_cache *kv, llm_seq_id seq) {
     return seq >= 0 && (uint32_t)seq < kv->n_seq_max;
 }
@@ -68,10 +74,10 @@ static int32_t kv_seq_rm(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1) 
     if (seq >= 0 && !seq_valid(kv, seq)) return bad_seq(kv, seq);
     range_defaults(&p0, &p1);
     for (uint32_t c = 0; c < kv->n_cells; c++) {
-        if (cell_empty(kv, c) || kv->pos[c] < p0 || kv->pos[c] >= p1) continue;
+        if (!cell_in(kv, c, seq, p0, p1)) continue;
         if (seq < 0) {
             cell_clear(kv, c);
-        } else if (kv_cell_has_seq(kv, c, seq)) {
+        } else {
             cell_drop_seq(kv, c, seq);
         }
     }
@@ -86,8 +92,7 @@ static int32_t kv_seq_cp(llm_memory *m, llm_seq_id src, llm_seq_id dst, llm_pos 
     kv_seq_rm(m, dst, p0, p1);
     range_defaults(&p0, &p1);
     for (uint32_t c = 0; c < kv->n_cells; c++) {
-        if (cell_empty(kv, c) || kv->pos[c] < p0 || kv->pos[c] >= p1) continue;
-        if (kv_cell_has_seq(kv, c, src)) cell_add_seq(kv, c, dst);
+        if (cell_in(kv, c, src, p0, p1)) cell_add_seq(kv, c, dst);
     }
     return LLM_STATUS_OK;
 }
@@ -123,8 +128,7 @@ static bool cell_shared(const kv_cache *kv, uint32_t c, llm_seq_id seq) {
 static int32_t unshare(kv_cache *kv, llm_seq_id seq, llm_pos p0, llm_pos p1) {
     uint32_t need = 0;
     for (uint32_t c = 0; c < kv->n_cells; c++) {
-        need += !cell_empty(kv, c) && kv_cell_has_seq(kv, c, seq) && kv->pos[c] >= p0 &&
-                kv->pos[c] < p1 && cell_shared(kv, c, seq);
+        need += cell_in(kv, c, seq, p0, p1) && cell_shared(kv, c, seq);
     }
     if (need > kv->n_cells - kv->n_used) {
         return llm_error(LLM_STATUS_MEMORY_FULL, "moving sequence %d needs %u free cells for "
@@ -132,10 +136,7 @@ static int32_t unshare(kv_cache *kv, llm_seq_id seq, llm_pos p0, llm_pos p1) {
     }
     uint32_t dst = 0;
     for (uint32_t c = 0; c < kv->n_cells && need > 0; c++) {
-        if (cell_empty(kv, c) || !kv_cell_has_seq(kv, c, seq) || kv->pos[c] < p0 ||
-            kv->pos[c] >= p1 || !cell_shared(kv, c, seq)) {
-            continue;
-        }
+        if (!cell_in(kv, c, seq, p0, p1) || !cell_shared(kv, c, seq)) continue;
         while (!cell_empty(kv, dst)) dst++;
         for (uint32_t l = 0; l < kv->n_layer; l++) {
             memcpy(kv->k[l] + dst * kv->k_cell_bytes, kv->k[l] + c * kv->k_cell_bytes,
@@ -164,10 +165,7 @@ static int32_t move_positions(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos
     int32_t st = unshare(kv, seq, p0, p1);
     if (st != LLM_STATUS_OK) return st;
     for (uint32_t c = 0; c < kv->n_cells; c++) {
-        if (cell_empty(kv, c) || !kv_cell_has_seq(kv, c, seq) || kv->pos[c] < p0 ||
-            kv->pos[c] >= p1) {
-            continue;
-        }
+        if (!cell_in(kv, c, seq, p0, p1)) continue;
         int64_t moved = div != 1 ? kv->pos[c] / div : (int64_t)kv->pos[c] + delta;
         if (moved < 0 || moved >= INT32_MAX) {
             cell_clear(kv, c);
@@ -194,28 +192,24 @@ void kv_cache_shift_done(kv_cache *kv) {
     kv->has_shift = false;
 }
 
-static llm_pos kv_seq_pos_min(const llm_memory *m, llm_seq_id seq) {
+/* The smallest (want_max false) or largest position of seq, -1 when it has none. */
+static llm_pos seq_pos_bound(const llm_memory *m, llm_seq_id seq, bool want_max) {
     const kv_cache *kv = as_kv_c(m);
     if (!seq_valid(kv, seq)) return -1;
     llm_pos best = -1;
     for (uint32_t c = 0; c < kv->n_cells; c++) {
-        if (!cell_empty(kv, c) && kv_cell_has_seq(kv, c, seq) && (best < 0 || kv->pos[c] < best)) {
-            best = kv->pos[c];
-        }
+        if (!cell_in(kv, c, seq, 0, INT32_MAX)) continue;
+        if (best < 0 || (want_max ? kv->pos[c] > best : kv->pos[c] < best)) best = kv->pos[c];
     }
     return best;
 }
 
+static llm_pos kv_seq_pos_min(const llm_memory *m, llm_seq_id seq) {
+    return seq_pos_bound(m, seq, false);
+}
+
 static llm_pos kv_seq_pos_max(const llm_memory *m, llm_seq_id seq) {
-    const kv_cache *kv = as_kv_c(m);
-    if (!seq_valid(kv, seq)) return -1;
-    llm_pos best = -1;
-    for (uint32_t c = 0; c < kv->n_cells; c++) {
-        if (!cell_empty(kv, c) && kv_cell_has_seq(kv, c, seq) && kv->pos[c] > best) {
-            best = kv->pos[c];
-        }
-    }
-    return best;
+    return seq_pos_bound(m, seq, true);
 }
 
 /* Each token takes one new cell and a decode never frees one, so a batch fits exactly when
@@ -276,7 +270,7 @@ static void kv_rollback(llm_memory *m, const ubatch *ub) {
  * summation order of attention, hence bit-identical results. */
 
 static bool saved_cell(const kv_cache *kv, uint32_t c, llm_seq_id seq) {
-    return !cell_empty(kv, c) && (seq < 0 || kv_cell_has_seq(kv, c, seq));
+    return cell_in(kv, c, seq, 0, INT32_MAX);
 }
 
 static void kv_state_write(const llm_memory *m, state_writer *w, llm_seq_id seq) {
@@ -310,12 +304,7 @@ static void kv_state_write(const llm_memory *m, state_writer *w, llm_seq_id seq)
 static uint32_t free_without(const kv_cache *kv, llm_seq_id seq) {
     uint32_t n = kv->n_cells - kv->n_used;
     for (uint32_t c = 0; c < kv->n_cells; c++) {
-        if (cell_empty(kv, c) || !kv_cell_has_seq(kv, c, seq)) continue;
-        bool only = true;
-        for (uint32_t s = 0; only && s < kv->n_seq_max; s++) {
-            only = (llm_seq_id)s == seq || !kv_cell_has_seq(kv, c, (llm_seq_id)s);
-        }
-        n += only;
+        n += cell_in(kv, c, seq, 0, INT32_MAX) && !cell_shared(kv, c, seq);
     }
     return n;
 }
