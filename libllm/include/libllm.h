@@ -328,6 +328,34 @@ LLM_API llm_pos llm_memory_seq_pos_min(const llm_context *ctx, llm_seq_id seq);
 LLM_API llm_pos llm_memory_seq_pos_max(const llm_context *ctx, llm_seq_id seq);
 
 /* ---------------------------------------------------------------------------------------------
+ * Memory breakdown: bytes per device. Weights are either used straight from the mapped file
+ * (mapped: the OS pages them in and may drop them) or held in libllm's own buffers
+ * (resident: converted copies, or the whole file when use_mmap is false).
+ * ------------------------------------------------------------------------------------------ */
+
+typedef struct llm_memory_breakdown {
+    uint32_t size;              /* sizeof(llm_memory_breakdown), set by the caller */
+    int32_t device;             /* -1: host memory; 0, 1, ...: GPU devices */
+    uint64_t weights_mapped;
+    uint64_t weights_resident;
+    uint64_t k;                 /* cached keys */
+    uint64_t v;                 /* cached values */
+    uint64_t recurrent;         /* recurrent state (state-space layers) */
+    uint64_t compute;           /* compute scratch, bookkeeping and the logits buffer */
+} llm_memory_breakdown;
+
+/* Fills out[0..n) with one entry per device the context uses (the host first). Returns the
+ * number of entries, minus the number needed when n_max is too small, or LLM_INT32_ERROR. */
+LLM_API int32_t llm_memory_breakdown_get(const llm_context *ctx, llm_memory_breakdown *out,
+                                         int32_t n_max);
+
+/* The breakdown a context created from `model` with `params` (NULL: defaults) would have,
+ * before creating it (the logits buffer at its initial n_seq_max rows). Same returns. */
+LLM_API int32_t llm_memory_breakdown_estimate(const llm_model *model,
+                                              const llm_context_params *params,
+                                              llm_memory_breakdown *out, int32_t n_max);
+
+/* ---------------------------------------------------------------------------------------------
  * State save / restore. A state is a versioned, checksummed byte string tied to the model it
  * came from (a fingerprint of its shapes, types and weights). Loading a truncated, corrupted,
  * foreign or other-model state fails with LLM_STATUS_BAD_FORMAT and leaves the context

@@ -25,8 +25,8 @@ static int default_threads(void) {
     return n > 0 ? (int)LLM_MIN(n, 512) : 1;
 }
 
-static int32_t resolve_params(const llm_model *m, const llm_context_params *in,
-                              llm_context_params *p) {
+int32_t context_resolve_params(const llm_model *m, const llm_context_params *in,
+                               llm_context_params *p) {
     llm_context_default_params(p);
     if (in) {
         if (in->size < sizeof(uint32_t) || in->size > sizeof *p) {
@@ -55,6 +55,34 @@ static int32_t resolve_params(const llm_model *m, const llm_context_params *in,
     return LLM_STATUS_OK;
 }
 
+/* The largest head and the longest activation row the backend's scratch must hold. */
+static int max_head_dim(const llm_hparams *hp) {
+    return (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v);
+}
+static int64_t max_row(const llm_hparams *hp) {
+    return LLM_MAX(LLM_MAX(hp->n_embd, hp->n_ff), hp->n_head * hp->head_dim_v);
+}
+
+static int32_t create_backend(const llm_model *m, const llm_context_params *p, int n_threads,
+                              llm_backend **out) {
+    return cpu_backend_create(n_threads, (int)p->n_ctx, max_head_dim(&m->hp), (int)p->n_ubatch,
+                              max_row(&m->hp), out);
+}
+
+uint64_t context_compute_bytes(const llm_model *m, const llm_context_params *p,
+                               uint32_t logits_rows) {
+    uint64_t n_batch = p->n_batch, n_cells = p->n_ctx;
+    uint64_t bookkeeping = context_n_ubatches(p) * sizeof(ubatch) +
+                           n_batch * (sizeof(int32_t) * 2 + sizeof(int8_t)) +
+                           p->n_seq_max * sizeof(llm_pos);
+    uint64_t cells = n_cells * (sizeof(llm_pos) + sizeof(int32_t) +
+                                (p->n_seq_max + 63) / 64 * sizeof(uint64_t));
+    return llama_scratch_bytes(m, p->n_ubatch, p->n_ctx) +
+           cpu_backend_scratch_bytes(p->n_threads, max_head_dim(&m->hp), (int)p->n_ubatch,
+                                     max_row(&m->hp)) +
+           bookkeeping + cells + (uint64_t)logits_rows * m->hp.n_vocab * sizeof(float);
+}
+
 static int32_t create(llm_context *ctx) {
     const llm_hparams *hp = &ctx->model->hp;
     const llm_context_params *p = &ctx->params;
@@ -63,15 +91,11 @@ static int32_t create(llm_context *ctx) {
     int32_t st = kv_cache_create(&kp, &ctx->kv);
     if (st != LLM_STATUS_OK) return st;
     ctx->memory = &ctx->kv->base;
-    st = cpu_backend_create(p->n_threads, (int)p->n_ctx,
-                            (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v), (int)p->n_ubatch,
-                            LLM_MAX(LLM_MAX(hp->n_embd, hp->n_ff), hp->n_head * hp->head_dim_v),
-                            &ctx->backend);
+    st = create_backend(ctx->model, p, p->n_threads, &ctx->backend);
     if (st != LLM_STATUS_OK) return st;
     st = llama_scratch_create(ctx->model, p->n_ubatch, p->n_ctx, &ctx->scratch);
     if (st != LLM_STATUS_OK) return st;
-    uint32_t n_ubs = p->n_batch / p->n_ubatch + 1;
-    ctx->ubs = llm_calloc(n_ubs, sizeof *ctx->ubs);
+    ctx->ubs = llm_calloc(context_n_ubatches(p), sizeof *ctx->ubs);
     ctx->cells = llm_malloc(sizeof(int32_t) * p->n_batch);
     ctx->seq_next = llm_malloc(sizeof(llm_pos) * p->n_seq_max);
     ctx->output_row = llm_malloc(sizeof(int32_t) * p->n_batch);
@@ -109,7 +133,7 @@ LLM_API int32_t llm_context_create(llm_model *model, const llm_context_params *p
         return llm_error(LLM_STATUS_INVALID_ARGUMENT, "the model was loaded vocab_only");
     }
     llm_context_params p;
-    int32_t st = resolve_params(model, params, &p);
+    int32_t st = context_resolve_params(model, params, &p);
     if (st != LLM_STATUS_OK) return st;
     llm_alloc_counter counter = {0};
     llm_alloc_counter *prev = llm_alloc_counter_push(&counter);
@@ -153,14 +177,9 @@ LLM_API int32_t llm_context_set_n_threads(llm_context *ctx, int32_t n_threads) {
         return llm_error(LLM_STATUS_INVALID_ARGUMENT, "n_threads %d is too large", n_threads);
     }
     if (n_threads == ctx->params.n_threads) return LLM_STATUS_OK;
-    const llm_hparams *hp = &ctx->model->hp;
     llm_alloc_counter *prev = llm_alloc_counter_push(&ctx->alloc_total);
     llm_backend *be;
-    int32_t st = cpu_backend_create(n_threads, (int)ctx->params.n_ctx,
-                                    (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v),
-                                    (int)ctx->params.n_ubatch,
-                                    LLM_MAX(LLM_MAX(hp->n_embd, hp->n_ff),
-                                            hp->n_head * hp->head_dim_v), &be);
+    int32_t st = create_backend(ctx->model, &ctx->params, n_threads, &be);
     llm_alloc_counter_pop(prev);
     if (st != LLM_STATUS_OK) return st;
     ctx->backend->free(ctx->backend);

@@ -37,6 +37,20 @@ struct llm_context {
     uint64_t n_decode, n_tokens_decoded;
 };
 
+/* Fills every zero / default of `in` (NULL: defaults) and checks the ranges. */
+int32_t context_resolve_params(const llm_model *m, const llm_context_params *in,
+                               llm_context_params *p);
+
+/* Micro-batches one batch can split into. */
+static inline uint32_t context_n_ubatches(const llm_context_params *p) {
+    return p->n_batch / p->n_ubatch + 1;
+}
+
+/* Bytes of everything a context holds besides its K/V rows: compute scratch (forward pass
+ * and backend), batch and cell bookkeeping, and logits_rows rows of logits. */
+uint64_t context_compute_bytes(const llm_model *m, const llm_context_params *p,
+                               uint32_t logits_rows);
+
 /* Makes room for n rows of logits (grows up to n_batch rows, so decode stops allocating once
  * the largest batch has been seen). */
 int32_t context_reserve_outputs(llm_context *ctx, int32_t n);
@@ -45,6 +59,7 @@ int32_t context_reserve_outputs(llm_context *ctx, int32_t n);
 int32_t llama_scratch_create(const llm_model *model, uint32_t n_ubatch, uint32_t n_ctx,
                              llama_scratch **out);
 void llama_scratch_free(llama_scratch *s);
+uint64_t llama_scratch_bytes(const llm_model *model, uint32_t n_ubatch, uint32_t n_ctx);
 
 /* Runs one placed micro-batch through the model; writes the logits of its flagged tokens to
  * consecutive rows starting at `logits`. */

@@ -109,6 +109,9 @@ bool gguf_arr_strs(const gguf_kv *kv, gguf_str *out, uint64_t n);
  * like snprintf: returns the full length (may exceed size). */
 int gguf_kv_to_text(const gguf_kv *kv, char *buf, size_t size);
 
+/* True when the file's bytes are mapped (use_mmap), false when read into memory. */
+static inline bool gguf_is_mapped(const gguf_file *file) { return file->map_ != NULL; }
+
 /* Byte size of one value of a scalar gguf type (0 for STRING/ARRAY/unknown). */
 size_t gguf_type_size(uint32_t type);
 

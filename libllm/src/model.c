@@ -136,6 +136,7 @@ static int32_t bind_vector(llm_model *m, const char *name, int64_t n, bool requi
     *out = llm_malloc(sizeof(float) * (size_t)n);
     if (!*out) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory loading '%s'", name);
     type_traits_get(t->type)->to_f32(t->data, *out, n);
+    m->n_bytes_copies += sizeof(float) * (uint64_t)n;
     return LLM_STATUS_OK;
 }
 

@@ -59,6 +59,7 @@ struct llm_model {
     llm_layer *layers;             /* [n_layer] */
     uint64_t n_params;
     uint64_t n_bytes;
+    uint64_t n_bytes_copies;       /* f32 copies libllm made of 1-D tensors */
     uint64_t fingerprint;          /* identifies the model in saved states */
 };
 

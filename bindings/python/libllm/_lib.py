@@ -187,6 +187,19 @@ class llm_context_params(Structure):
     ]
 
 
+class llm_memory_breakdown(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("device", c_int32),
+        ("weights_mapped", c_uint64),
+        ("weights_resident", c_uint64),
+        ("k", c_uint64),
+        ("v", c_uint64),
+        ("recurrent", c_uint64),
+        ("compute", c_uint64),
+    ]
+
+
 class llm_context_stats(Structure):
     _fields_ = [
         ("size", c_uint32),
@@ -444,6 +457,27 @@ _declare("llm_memory_seq_pos_min", [llm_context_p, c_int32], c_int32)
 
 # llm_pos llm_memory_seq_pos_max(const llm_context *ctx, llm_seq_id seq);
 _declare("llm_memory_seq_pos_max", [llm_context_p, c_int32], c_int32)
+
+# ------------------------------------------------------------------------------------------
+# Memory breakdown
+# ------------------------------------------------------------------------------------------
+
+# int32_t llm_memory_breakdown_get(const llm_context *ctx, llm_memory_breakdown *out,
+#                                  int32_t n_max);
+_declare(
+    "llm_memory_breakdown_get",
+    [llm_context_p, POINTER(llm_memory_breakdown), c_int32],
+    c_int32,
+)
+
+# int32_t llm_memory_breakdown_estimate(const llm_model *model,
+#                                       const llm_context_params *params,
+#                                       llm_memory_breakdown *out, int32_t n_max);
+_declare(
+    "llm_memory_breakdown_estimate",
+    [llm_model_p, POINTER(llm_context_params), POINTER(llm_memory_breakdown), c_int32],
+    c_int32,
+)
 
 # ------------------------------------------------------------------------------------------
 # State save / restore

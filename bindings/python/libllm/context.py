@@ -36,6 +36,39 @@ def _cache_type(name: str, what: str) -> int:
         raise ValueError(f"{what} must be one of {choices}; got {name!r}") from None
 
 
+def _context_params(
+    n_ctx: int,
+    n_batch: int,
+    n_ubatch: int,
+    n_seq_max: int,
+    n_threads: int,
+    seed: int,
+    type_k: str,
+    type_v: str,
+) -> _lib.llm_context_params:
+    params = _lib.llm_context_params()
+    _lib.lib.llm_context_default_params(ctypes.byref(params))
+    params.n_ctx = _lib.as_uint32(n_ctx, "n_ctx")
+    params.n_batch = _lib.as_uint32(n_batch, "n_batch")
+    params.n_ubatch = _lib.as_uint32(n_ubatch, "n_ubatch")
+    params.n_seq_max = _lib.as_uint32(n_seq_max, "n_seq_max")
+    params.n_threads = _lib.as_int32(n_threads, "n_threads")
+    params.seed = _lib.as_uint32(seed, "seed")
+    params.type_k = _cache_type(type_k, "type_k")
+    params.type_v = _cache_type(type_v, "type_v")
+    return params
+
+
+def _breakdown(call: Callable[[Any], int]) -> dict[str, int]:
+    """Runs an llm_memory_breakdown_* call for the host entry and returns it as a dict."""
+    out = _lib.llm_memory_breakdown()
+    out.size = ctypes.sizeof(_lib.llm_memory_breakdown)
+    if call(ctypes.byref(out)) < 0:
+        raise error_for(_lib.STATUS_INVALID_ARGUMENT)
+    names = [field[0] for field in _lib.llm_memory_breakdown._fields_]
+    return {name: int(getattr(out, name)) for name in names if name != "size"}
+
+
 class Batch:
     """Tokens for one :meth:`Context.decode` call.
 
@@ -179,16 +212,9 @@ class Context(OwnedHandle[_lib.llm_context_p]):
         self._model = model
         self._batch: Batch | None = None
 
-        params = _lib.llm_context_params()
-        _lib.lib.llm_context_default_params(ctypes.byref(params))
-        params.n_ctx = _lib.as_uint32(n_ctx, "n_ctx")
-        params.n_batch = _lib.as_uint32(n_batch, "n_batch")
-        params.n_ubatch = _lib.as_uint32(n_ubatch, "n_ubatch")
-        params.n_seq_max = _lib.as_uint32(n_seq_max, "n_seq_max")
-        params.n_threads = _lib.as_int32(n_threads, "n_threads")
-        params.seed = _lib.as_uint32(seed, "seed")
-        params.type_k = _cache_type(type_k, "type_k")
-        params.type_v = _cache_type(type_v, "type_v")
+        params = _context_params(
+            n_ctx, n_batch, n_ubatch, n_seq_max, n_threads, seed, type_k, type_v
+        )
         self._abort: ProgressCallback | None = None
         if abort_callback is not None:
             user_fn = abort_callback
@@ -256,6 +282,35 @@ class Context(OwnedHandle[_lib.llm_context_p]):
         check(int(_lib.lib.llm_context_get_stats(self.handle, ctypes.byref(stats))))
         names = [field[0] for field in _lib.llm_context_stats._fields_]
         return {name: int(getattr(stats, name)) for name in names if name != "size"}
+
+    def memory_breakdown(self) -> dict[str, int]:
+        """Bytes of host memory by use: weights_mapped, weights_resident, k, v, recurrent,
+        compute (device -1 is the host)."""
+        handle = self.handle
+        return _breakdown(lambda out: int(_lib.lib.llm_memory_breakdown_get(handle, out, 1)))
+
+    @staticmethod
+    def estimate_memory(
+        model: Model,
+        *,
+        n_ctx: int = 0,
+        n_batch: int = 512,
+        n_ubatch: int = 512,
+        n_seq_max: int = 1,
+        n_threads: int = 0,
+        type_k: str = "f16",
+        type_v: str = "f16",
+    ) -> dict[str, int]:
+        """The :meth:`memory_breakdown` a context with these parameters would have, computed
+        before creating it."""
+        params = _context_params(n_ctx, n_batch, n_ubatch, n_seq_max, n_threads, 0, type_k,
+                                 type_v)
+        handle = model.handle
+        return _breakdown(
+            lambda out: int(
+                _lib.lib.llm_memory_breakdown_estimate(handle, ctypes.byref(params), out, 1)
+            )
+        )
 
     # -- decoding ------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
 
 struct llama_scratch {
     uint32_t n_ubatch, n_ctx;
+    uint8_t *block;  /* every buffer below lives in this one allocation */
     float *x;        /* [n_ubatch][n_embd] residual stream */
     float *xn;       /* [n_ubatch][n_embd] normalised input of a sub-block; final outputs */
     float *q;        /* [n_ubatch][n_head * head_dim_k] */
@@ -23,44 +24,58 @@ struct llama_scratch {
     int32_t *shift_cells;   /* [n_ubatch] those cells */
 };
 
+/* Places every buffer in one block (64-byte aligned each) and returns the block's size; with
+ * base NULL it only measures. The single source of the scratch size, for the breakdown too. */
+static size_t layout(const llm_hparams *hp, size_t n, size_t n_ctx, llama_scratch *s,
+                     uint8_t *base) {
+    size_t off = 0;
+#define PLACE(field, bytes)                                              \
+    do {                                                                 \
+        if (base) s->field = (void *)(base + off);                       \
+        off += ((size_t)(bytes) + 63) / 64 * 64;                         \
+    } while (0)
+    const size_t f = sizeof(float);
+    PLACE(x, n * hp->n_embd * f);
+    PLACE(xn, n * hp->n_embd * f);
+    PLACE(q, n * hp->n_head * hp->head_dim_k * f);
+    PLACE(k, n * hp->n_head_kv * hp->head_dim_k * f);
+    PLACE(v, n * hp->n_head_kv * hp->head_dim_v * f);
+    PLACE(att, n * hp->n_head * hp->head_dim_v * f);
+    PLACE(tmp, n * hp->n_embd * f);
+    PLACE(gate, n * hp->n_ff * f);
+    PLACE(up, n * hp->n_ff * f);
+    PLACE(cos_sin, n * hp->n_rot * f);
+    PLACE(mask, n * n_ctx);
+    PLACE(shift_pos, n * sizeof(llm_pos));
+    PLACE(shift_cells, n * sizeof(int32_t));
+#undef PLACE
+    return off;
+}
+
+uint64_t llama_scratch_bytes(const llm_model *m, uint32_t n_ubatch, uint32_t n_ctx) {
+    return layout(&m->hp, n_ubatch, n_ctx, NULL, NULL);
+}
+
 void llama_scratch_free(llama_scratch *s) {
     if (!s) return;
-    float *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->tmp, s->gate, s->up, s->cos_sin};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) llm_aligned_free(bufs[i]);
-    llm_aligned_free(s->mask);
-    llm_free(s->shift_pos);
-    llm_free(s->shift_cells);
+    llm_aligned_free(s->block);
     llm_free(s);
 }
 
 int32_t llama_scratch_create(const llm_model *m, uint32_t n_ubatch, uint32_t n_ctx,
                              llama_scratch **out) {
-    const llm_hparams *hp = &m->hp;
     *out = NULL;
     llama_scratch *s = llm_calloc(1, sizeof *s);
     if (!s) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for compute buffers");
     s->n_ubatch = n_ubatch;
     s->n_ctx = n_ctx;
-    size_t n = n_ubatch, f = sizeof(float);
-    s->x = llm_aligned_alloc(n * hp->n_embd * f);
-    s->xn = llm_aligned_alloc(n * hp->n_embd * f);
-    s->q = llm_aligned_alloc(n * hp->n_head * hp->head_dim_k * f);
-    s->k = llm_aligned_alloc(n * hp->n_head_kv * hp->head_dim_k * f);
-    s->v = llm_aligned_alloc(n * hp->n_head_kv * hp->head_dim_v * f);
-    s->att = llm_aligned_alloc(n * hp->n_head * hp->head_dim_v * f);
-    s->tmp = llm_aligned_alloc(n * hp->n_embd * f);
-    s->gate = llm_aligned_alloc(n * hp->n_ff * f);
-    s->up = llm_aligned_alloc(n * hp->n_ff * f);
-    s->cos_sin = llm_aligned_alloc(n * hp->n_rot * f);
-    s->mask = llm_aligned_alloc(n * n_ctx);
-    s->shift_pos = llm_malloc(n * sizeof(llm_pos));
-    s->shift_cells = llm_malloc(n * sizeof(int32_t));
-    if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->tmp || !s->gate || !s->up ||
-        !s->cos_sin || !s->mask || !s->shift_pos || !s->shift_cells) {
-        llama_scratch_free(s);
+    s->block = llm_aligned_alloc(llama_scratch_bytes(m, n_ubatch, n_ctx));
+    if (!s->block) {
+        llm_free(s);
         return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for compute buffers "
                          "(n_ubatch %u, n_ctx %u)", n_ubatch, n_ctx);
     }
+    layout(&m->hp, n_ubatch, n_ctx, s, s->block);
     *out = s;
     return LLM_STATUS_OK;
 }

@@ -69,4 +69,8 @@ struct llm_backend {
 int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_tok,
                            int64_t max_row, llm_backend **out);
 
+/* Bytes of scratch a CPU backend created with these arguments holds. */
+uint64_t cpu_backend_scratch_bytes(int n_threads, int max_head_dim, int max_tok,
+                                   int64_t max_row);
+
 #endif

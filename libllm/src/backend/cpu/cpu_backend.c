@@ -361,6 +361,24 @@ static void cpu_free(llm_backend *be) {
     llm_free(be);
 }
 
+/* Per-thread attention scratch (floats) and the activation buffer (bytes): room for max_tok
+ * rows of max_row values in the quantized formats (at least one row). */
+static void scratch_sizes(const cpu_kernels *k, int max_head_dim, int max_tok, int64_t max_row,
+                          int64_t *per_thread, int64_t *act_cap) {
+    *per_thread = (int64_t)(MM_TILE_TOKS + 1) * ATTN_CHUNK + max_head_dim;
+    *per_thread = (*per_thread + 15) / 16 * 16;   /* 64-byte rows */
+    int64_t row = (LLM_MAX(max_row, 1) + 63) / 64 * 64;
+    *act_cap = LLM_MAX(k->q8_0.act_bytes(row), k->q4_0.act_bytes(row)) * LLM_MAX(max_tok, 1);
+}
+
+uint64_t cpu_backend_scratch_bytes(int n_threads, int max_head_dim, int max_tok,
+                                   int64_t max_row) {
+    int64_t per_thread, act_cap;
+    scratch_sizes(cpu_kernels_get(), max_head_dim, max_tok, max_row, &per_thread, &act_cap);
+    return sizeof(float) * (uint64_t)LLM_MAX(n_threads, 1) * (uint64_t)per_thread +
+           (uint64_t)act_cap;
+}
+
 int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_tok,
                            int64_t max_row, llm_backend **out) {
     (void)max_kv;              /* attention keeps no per-cell buffer */
@@ -387,13 +405,8 @@ int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_
         llm_free(be);
         return st;
     }
-    be->scratch_per_thread = (int64_t)(MM_TILE_TOKS + 1) * ATTN_CHUNK + max_head_dim;
-    be->scratch_per_thread = (be->scratch_per_thread + 15) / 16 * 16;   /* 64-byte rows */
+    scratch_sizes(be->k, max_head_dim, max_tok, max_row, &be->scratch_per_thread, &be->act_cap);
     be->scratch = llm_aligned_alloc(sizeof(float) * (size_t)n_threads * be->scratch_per_thread);
-    /* room for max_tok rows of max_row values in the quantized formats (at least one row) */
-    int64_t row = (LLM_MAX(max_row, 1) + 63) / 64 * 64;
-    be->act_cap = LLM_MAX(be->k->q8_0.act_bytes(row), be->k->q4_0.act_bytes(row)) *
-                  LLM_MAX(max_tok, 1);
     be->act = llm_aligned_alloc((size_t)be->act_cap);
     if (!be->scratch || !be->act) {
         cpu_free(&be->base);
