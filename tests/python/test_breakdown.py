@@ -32,8 +32,8 @@ def test_breakdown_matches_shapes(lib, model_factory, use_mmap, type_k, type_v):
     n_ctx = 96
 
     with lib.Model(case.path, use_mmap=use_mmap) as model:
-        params = dict(n_ctx=n_ctx, n_batch=64, n_ubatch=16, n_seq_max=3, n_threads=2,
-                      type_k=type_k, type_v=type_v)
+        params = {"n_ctx": n_ctx, "n_batch": 64, "n_ubatch": 16, "n_seq_max": 3,
+                  "n_threads": 2, "type_k": type_k, "type_v": type_v}
         estimate = lib.Context.estimate_memory(model, **params)
         with lib.Context(model, **params) as ctx:
             got = ctx.memory_breakdown()
@@ -57,6 +57,5 @@ def test_breakdown_matches_shapes(lib, model_factory, use_mmap, type_k, type_v):
 
 def test_estimate_rejects_bad_cache_type(lib, model_factory):
     case = model_factory("qwen2", "f32")          # heads of 16: no room for 32-value blocks
-    with lib.Model(case.path) as model:
-        with pytest.raises(lib.LibLLMError):
-            lib.Context.estimate_memory(model, n_ctx=64, type_k="q8_0")
+    with lib.Model(case.path) as model, pytest.raises(lib.LibLLMError):
+        lib.Context.estimate_memory(model, n_ctx=64, type_k="q8_0")

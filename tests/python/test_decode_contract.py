@@ -2,10 +2,9 @@
 leave each sequence consistent, and quantized KV cache types within measured bounds."""
 from __future__ import annotations
 
+import modelgen
 import numpy as np
 import pytest
-
-import modelgen
 
 
 def test_decode_does_not_allocate_after_warmup(lib, model_factory):

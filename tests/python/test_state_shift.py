@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import modelgen
 import numpy as np
 import pytest
-
-import modelgen
 
 
 def _decode(ctx, tokens, pos0, seq=0):
