@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import gguf
+import modelgen
 import pytest
 from transformers.utils.chat_template_utils import render_jinja_template
-
-import modelgen
 
 # Templates written for this test in the styles real models use: role markers with
 # newlines (ChatML), a BOS prefix with header tokens, a system message folded into the first
@@ -86,7 +85,6 @@ def test_render_equals_transformers(lib, name, add_generation_prompt):
 
 def test_raise_exception_surfaces(lib):
     import jinja2
-
     from libllm.chat import ChatTemplate
 
     chat = ChatTemplate(TEMPLATES["folded_system"], bos_token="<s>", eos_token="</s>")
