@@ -21,9 +21,11 @@ from ._errors import (
     OutOfMemoryError,
     UnsupportedError,
 )
+from .batch_gen import BatchGenerator, BatchStats
 from .context import Batch, Context
 from .llm import LLM, GenerationStats
 from .model import Model, TensorInfo
+from .prompt_cache import DiskPromptCache, PromptCache, RAMPromptCache
 from .sampler import Sampler
 
 _log.install()
@@ -40,9 +42,12 @@ __all__ = [
     "LLM",
     "AbortedError",
     "Batch",
+    "BatchGenerator",
+    "BatchStats",
     "CannotRewindError",
     "ClosedError",
     "Context",
+    "DiskPromptCache",
     "FormatError",
     "GenerationStats",
     "InternalError",
@@ -52,6 +57,8 @@ __all__ = [
     "MemoryFullError",
     "Model",
     "OutOfMemoryError",
+    "PromptCache",
+    "RAMPromptCache",
     "Sampler",
     "TensorInfo",
     "UnsupportedError",

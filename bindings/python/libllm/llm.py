@@ -13,13 +13,16 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _log
-from ._errors import MemoryFullError
+from ._errors import LibLLMError, MemoryFullError
 from .context import Context
 from .model import Model
-from .sampler import RANDOM_SEED, Sampler
+from .prompt_cache import PromptCache
+from .sampler import RANDOM_SEED, Sampler, resolve_seed
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from .batch_gen import BatchGenerator, BatchStats
 
 
 class Utf8Decoder:
@@ -93,6 +96,7 @@ class GenerationStats:
 
     n_prompt_tokens: int = 0
     n_prompt_reused: int = 0     # prompt tokens whose cache entries were kept from before
+    n_prompt_from_cache: int = 0  # ... of which restored from the prompt cache
     prompt_seconds: float = 0.0
     n_generated: int = 0
     generate_seconds: float = 0.0
@@ -128,6 +132,8 @@ class LLM:
         n_gpu_layers: layers to offload to a GPU.
         type_k, type_v: KV cache types ("f32", "f16", "bf16", "q8_0", "q4_0").
         verbose: show every library log line on stderr.
+        prompt_cache: a :class:`~libllm.PromptCache` that keeps prompt states across
+            requests and LLM objects (see :meth:`set_cache`).
     """
 
     def __init__(
@@ -144,13 +150,22 @@ class LLM:
         type_v: str = "f16",
         verbose: bool = False,
         n_ubatch: int = 512,
+        prompt_cache: PromptCache | None = None,
     ) -> None:
         if verbose:
             _log.enable_verbose()
         self.seed = int(seed)
         self.last_stats = GenerationStats()
+        self.last_batch_stats: BatchStats | None = None
         self._generation = 0
-        self._cached: list[int] = []   # the tokens sequence 0 holds in the cache, in order
+        # _held[s]: the tokens sequence s holds in the cache, in position order (_held[0] is
+        # what generate/stream reuse); _exact0: how many leading tokens of sequence 0 have the
+        # cells a fresh decode would give (a context shift makes the rest approximate)
+        self._held: list[list[int]] = [[]]
+        self._exact0 = 0
+        self._prompt_cache: PromptCache | None = None
+        if prompt_cache is not None:
+            self.set_cache(prompt_cache)
         self.model = Model(model_path, n_gpu_layers=n_gpu_layers)
         try:
             if n_batch > 0 and n_ubatch > n_batch:
@@ -168,6 +183,30 @@ class LLM:
         except BaseException:
             self.model.close()
             raise
+        self._held = [[] for _ in range(max(1, self.context.n_seq_max))]
+
+    @property
+    def _cached(self) -> list[int]:
+        """The tokens sequence 0 holds in the cache, in order."""
+        return self._held[0]
+
+    # -- prompt cache --------------------------------------------------------------------
+
+    @property
+    def prompt_cache(self) -> PromptCache | None:
+        """The prompt cache in use, if any."""
+        return self._prompt_cache
+
+    def set_cache(self, cache: PromptCache | None) -> None:
+        """Uses ``cache`` (None: none) to keep prompt states across requests.
+
+        Before decoding a prompt, the entry sharing the longest prefix with it is restored
+        when that prefix is longer than what the context already holds, and only the rest is
+        decoded; after a generation, the sequence is saved under its tokens (prompt and
+        generated text). Several LLM objects of the same model may share one cache."""
+        if cache is not None and not isinstance(cache, PromptCache):
+            raise TypeError(f"set_cache needs a libllm.PromptCache, got {type(cache).__name__}")
+        self._prompt_cache = cache
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -257,13 +296,7 @@ class LLM:
         """
         if n_keep < 0:
             raise ValueError(f"n_keep must be >= 0, got {n_keep}")
-        if isinstance(stop, str):
-            stops: list[str] = [stop]
-        else:
-            stops = list(stop) if stop is not None else []
-        for s in stops:
-            if not isinstance(s, str):
-                raise TypeError(f"stop strings must be str, got {type(s).__name__}")
+        stops = self._stop_list(stop)
         sampler = Sampler(
             temperature=temperature,
             top_k=top_k,
@@ -276,6 +309,130 @@ class LLM:
         shift_keep = n_keep if context_shift else None
         return self._stream(self._generation, prompt, max_tokens, sampler, stops, shift_keep)
 
+    @staticmethod
+    def _stop_list(stop: Sequence[str] | str | None) -> list[str]:
+        if isinstance(stop, str):
+            stops: list[str] = [stop]
+        else:
+            stops = list(stop) if stop is not None else []
+        for s in stops:
+            if not isinstance(s, str):
+                raise TypeError(f"stop strings must be str, got {type(s).__name__}")
+        return stops
+
+    def generate_batch(
+        self,
+        prompts: Sequence[str | Sequence[int]],
+        max_tokens: int = 128,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> list[str]:
+        """The texts generated after each of ``prompts``, in order (see :meth:`stream_batch`)."""
+        parts: list[list[str]] = [[] for _ in prompts]
+        for i, text in self.stream_batch(
+            prompts,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            stop=stop,
+            seed=seed,
+        ):
+            parts[i].append(text)
+        return ["".join(p) for p in parts]
+
+    def stream_batch(
+        self,
+        prompts: Sequence[str | Sequence[int]],
+        max_tokens: int = 128,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> Iterator[tuple[int, str]]:
+        """Generates after many prompts at once (continuous batching), yielding
+        ``(prompt index, text)`` pieces as they come.
+
+        Up to ``min(len(prompts), n_seq_max)`` sequences run together, one decode per step
+        for all of them; a waiting prompt takes the place of one that ends. Prompt prefixes
+        are decoded once and shared (with each other, with what the context still holds,
+        and with the prompt cache). A str prompt is tokenized as in :meth:`stream`; a list of
+        token ids is used as is. Prompt ``i`` is sampled with the seed ``seed + i``, so a
+        result does not depend on the scheduling, and equals ``generate(prompts[i],
+        seed=seed + i)`` (to floating-point rounding); the other arguments are those of
+        :meth:`stream`. When the cache is full, prompts wait for running sequences to end;
+        a prompt longer than the context raises ValueError before anything runs. Counters
+        and finish reasons land in :attr:`last_batch_stats`. The context's other sequences
+        are used by this call: their old contents serve as shared prefixes or are dropped.
+        """
+        from .batch_gen import BatchGenerator
+
+        if isinstance(prompts, str):
+            raise TypeError("generate_batch needs a sequence of prompts, not one str")
+        stops = self._stop_list(stop)
+        model = self.model
+        token_lists: list[list[int]] = []
+        for i, prompt in enumerate(prompts):
+            if isinstance(prompt, (str, bytes)):
+                tokens = model.tokenize(prompt, add_bos=True, special=True)
+                if not tokens:
+                    if model.bos < 0:
+                        raise ValueError(f"prompt {i} is empty and the model has no BOS token")
+                    tokens = [model.bos]
+            else:
+                tokens = [int(t) for t in prompt]
+            token_lists.append(tokens)
+        base = resolve_seed(self.seed if seed is None else seed)
+
+        def make_sampler(i: int) -> Sampler:
+            return Sampler(
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                min_p=min_p,
+                repeat_penalty=repeat_penalty,
+                seed=(base + i) % RANDOM_SEED,
+            )
+
+        self._generation += 1
+        generation = self._generation
+        ctx = self.context
+        if self._exact0 < len(self._cached):   # a shifted sequence 0 is no exact prefix
+            ctx.seq_rm(0, self._exact0, -1)
+            del self._cached[self._exact0 :]
+        gen = BatchGenerator(
+            ctx,
+            token_lists,
+            self._held,
+            make_sampler,
+            n_slots=max(1, len(token_lists)),
+            max_tokens=max_tokens,
+            stops=stops,
+            prompt_cache=self._prompt_cache,
+        )
+        self.last_batch_stats = gen.stats
+        return self._stream_batch(generation, gen)
+
+    def _stream_batch(self, generation: int, gen: BatchGenerator) -> Iterator[tuple[int, str]]:
+        try:
+            for piece in gen:
+                yield piece
+                if generation != self._generation:
+                    raise RuntimeError("another generation was started on this LLM")
+        finally:
+            gen.close()
+            self._exact0 = len(self._cached)
+
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Drops the cached tokens of sequence 0 past the longest prefix shared with
         ``tokens`` and returns its length (at most len(tokens) - 1: the last prompt token is
@@ -287,7 +444,90 @@ class LLM:
             n += 1
         self.context.seq_rm(0, n, -1)
         del cached[n:]
+        self._exact0 = min(self._exact0, n)
         return n
+
+    def _restore_prefix(self, tokens: list[int], n_reused: int) -> int:
+        """Restores sequence 0 from the prompt cache when an entry shares more than
+        ``n_reused`` tokens with ``tokens`` (at most len(tokens) - 1); returns the prefix
+        length sequence 0 then holds. A damaged or foreign entry is removed (a miss)."""
+        cache = self._prompt_cache
+        if cache is None:
+            return n_reused
+        found = cache.longest_prefix(tokens)
+        if found is None:
+            return n_reused
+        key, n = found
+        n = min(n, len(tokens) - 1)
+        if n <= n_reused:
+            return n_reused
+        data = cache.get(key)
+        if data is None:
+            return n_reused
+        ctx = self.context
+        try:
+            ctx.load_seq(data, 0)
+        except MemoryFullError:
+            if not self._drop_other_seqs():
+                return n_reused
+            try:
+                ctx.load_seq(data, 0)
+            except LibLLMError:
+                return n_reused
+        except LibLLMError:
+            cache.remove(key)
+            return n_reused
+        cached = self._cached
+        if ctx.seq_pos_min(0) != 0 or ctx.seq_pos_max(0) != len(key) - 1:
+            cache.remove(key)
+            ctx.seq_rm(0)
+            cached.clear()
+            self._exact0 = 0
+            return 0
+        ctx.seq_rm(0, n, -1)
+        cached[:] = key[:n]
+        self._exact0 = n
+        return n
+
+    def _save_prefix(self) -> None:
+        """Saves sequence 0 in the prompt cache under its tokens (when they are exact)."""
+        cache = self._prompt_cache
+        cached = self._cached
+        if cache is None or not cached or self._exact0 != len(cached):
+            return
+        if not cache.touch(cached):
+            cache.put(cached, self.context.save_seq(0))
+
+    def _drop_other_seqs(self) -> bool:
+        """Frees the cells of sequences other than 0 (left by generate_batch); whether there
+        were any."""
+        dropped = False
+        for seq in range(1, len(self._held)):
+            if self._held[seq]:
+                self.context.seq_rm(seq)
+                self._held[seq].clear()
+                dropped = True
+        return dropped
+
+    def _decode0(self, tokens: list[int], pos0: int) -> None:
+        """Decodes ``tokens`` into sequence 0 from ``pos0`` in chunks of n_batch (logits of
+        the last one), appending them to its token list chunk by chunk; frees other
+        sequences' cells when the cache is full."""
+        ctx = self.context
+        n_batch = ctx.n_batch
+        exact = self._exact0 == len(self._cached)
+        for start in range(0, len(tokens), n_batch):
+            chunk = tokens[start : start + n_batch]
+            logits = "last" if start + n_batch >= len(tokens) else "none"
+            try:
+                ctx.decode_tokens(chunk, pos0=pos0 + start, seq_id=0, logits=logits)
+            except MemoryFullError:
+                if not self._drop_other_seqs():
+                    raise
+                ctx.decode_tokens(chunk, pos0=pos0 + start, seq_id=0, logits=logits)
+            self._cached.extend(chunk)
+            if exact:
+                self._exact0 = len(self._cached)
 
     def _shift(self, n_past: int, n_keep: int) -> int:
         """Discards half of the tokens after the first n_keep and slides the rest down;
@@ -298,6 +538,7 @@ class LLM:
         ctx.seq_rm(0, n_keep, n_keep + n_discard)
         ctx.seq_add(0, n_keep + n_discard, n_past, -n_discard)
         del self._cached[n_keep : n_keep + n_discard]
+        self._exact0 = min(self._exact0, n_keep)
         return n_past - n_discard
 
     def _stream(
@@ -333,14 +574,18 @@ class LLM:
 
             t0 = time.perf_counter()
             n_reused = self._reuse_prefix(tokens)
+            n_restored = self._restore_prefix(tokens, n_reused)
+            if n_restored > n_reused:
+                stats.n_prompt_from_cache = n_restored
+            n_reused = n_restored
             stats.n_prompt_reused = n_reused
             try:
-                ctx.decode_tokens(tokens[n_reused:], pos0=n_reused, seq_id=0, logits="last")
+                self._decode0(tokens[n_reused:], n_reused)
             except BaseException:
                 ctx.seq_rm(0)
                 self._cached.clear()
+                self._exact0 = 0
                 raise
-            self._cached.extend(tokens[n_reused:])
             stats.prompt_seconds = time.perf_counter() - t0
 
             decoder = Utf8Decoder()
@@ -359,7 +604,7 @@ class LLM:
                     yield text
                     check_current()
                 if matcher.stopped:
-                    return
+                    break
                 if 0 <= max_tokens <= stats.n_generated:
                     break
                 if n_past >= n_ctx:
@@ -368,13 +613,13 @@ class LLM:
                     n_past = self._shift(n_past, shift_keep)
                 t0 = time.perf_counter()
                 try:
-                    ctx.decode_tokens([token], pos0=n_past, seq_id=0, logits="last")
+                    self._decode0([token], n_past)
                 except MemoryFullError:
                     break
                 finally:
                     stats.generate_seconds += time.perf_counter() - t0
-                self._cached.append(token)
                 n_past += 1
+            self._save_prefix()
             text = matcher.feed(decoder.flush())
             text += matcher.flush()
             if text:
@@ -384,7 +629,8 @@ class LLM:
 
     def logits(self, tokens: Sequence[int]) -> npt.NDArray[np.float32]:
         """Logits for every position of ``tokens`` (shape (len(tokens), n_vocab), a copy),
-        computed on a cleared sequence 0 in chunks of n_batch."""
+        computed on a cleared sequence 0 in chunks of n_batch (which then holds them: a
+        later prompt starting with these tokens reuses them)."""
         ctx = self.context
         n = len(tokens)
         n_vocab = self.model.n_vocab
@@ -396,9 +642,17 @@ class LLM:
         self._generation += 1
         ctx.seq_rm(0)
         self._cached.clear()
+        self._exact0 = 0
         n_batch = ctx.n_batch
         for start in range(0, n, n_batch):
             chunk = list(tokens[start : start + n_batch])
-            ctx.decode_tokens(chunk, pos0=start, seq_id=0, logits="all")
+            try:
+                ctx.decode_tokens(chunk, pos0=start, seq_id=0, logits="all")
+            except MemoryFullError:
+                if not self._drop_other_seqs():
+                    raise
+                ctx.decode_tokens(chunk, pos0=start, seq_id=0, logits="all")
+            self._cached.extend(chunk)
+            self._exact0 = len(self._cached)
             out[start : start + len(chunk)] = ctx.all_logits()
         return out
