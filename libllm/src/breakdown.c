@@ -21,7 +21,11 @@ static bool kv_bytes(const llm_model *m, const llm_context_params *p, uint64_t *
                   p->type_k, p->type_v, hp->head_dim_k, hp->head_dim_v);
         return false;
     }
-    uint64_t cells = (uint64_t)p->n_ctx * hp->n_layer * hp->n_head_kv;
+    /* sliding-window layers keep a pool of n_swa_cells cells, the others n_ctx cells */
+    uint64_t n_swa_cells = context_n_swa_cells(m, p);
+    uint64_t n_layer_swa = n_swa_cells ? hp->n_layer_swa : 0;
+    uint64_t cells = ((uint64_t)p->n_ctx * (hp->n_layer - n_layer_swa) +
+                      n_swa_cells * n_layer_swa) * hp->n_head_kv;
     *k = cells * kh;
     *v = cells * vh;
     return true;
@@ -56,6 +60,11 @@ LLM_API int32_t llm_memory_breakdown_get(const llm_context *ctx, llm_memory_brea
     const kv_cache *kv = ctx->kv;
     out->k = kv->k_cell_bytes * kv->n_cells * kv->n_layer;
     out->v = kv->v_cell_bytes * kv->n_cells * kv->n_layer;
+    if (ctx->swa) {
+        const kv_cache *w = ctx->swa->swa;
+        out->k += w->k_cell_bytes * w->n_cells * w->n_layer;
+        out->v += w->v_cell_bytes * w->n_cells * w->n_layer;
+    }
     out->compute = context_compute_bytes(ctx->model, &ctx->params, ctx->logits_rows);
     return 1;
 }

@@ -69,15 +69,24 @@ static int32_t create_backend(const llm_model *m, const llm_context_params *p, i
                               max_row(&m->hp), out);
 }
 
+uint32_t context_n_swa_cells(const llm_model *m, const llm_context_params *p) {
+    if (m->hp.n_swa == 0) return 0;
+    return kv_swa_n_cells(p->n_ctx, m->hp.n_swa, p->n_seq_max, p->n_ubatch);
+}
+
 uint64_t context_compute_bytes(const llm_model *m, const llm_context_params *p,
                                uint32_t logits_rows) {
+    uint32_t n_swa_cells = context_n_swa_cells(m, p);
     uint64_t n_batch = p->n_batch, n_cells = p->n_ctx;
     uint64_t bookkeeping = context_n_ubatches(p) * sizeof(ubatch) +
                            n_batch * (sizeof(int32_t) * 2 + sizeof(int8_t)) +
                            p->n_seq_max * sizeof(llm_pos);
     uint64_t cells = n_cells * (sizeof(llm_pos) + sizeof(int32_t) +
                                 (p->n_seq_max + 63) / 64 * sizeof(uint64_t));
-    return llama_scratch_bytes(m, p->n_ubatch, p->n_ctx) +
+    if (n_swa_cells) {
+        cells += kv_swa_bookkeeping_bytes(p->n_ctx, n_swa_cells, p->n_seq_max, p->n_ubatch);
+    }
+    return llama_scratch_bytes(m, p->n_ubatch, p->n_ctx, n_swa_cells) +
            cpu_backend_scratch_bytes(p->n_threads, max_head_dim(&m->hp), (int)p->n_ubatch,
                                      max_row(&m->hp)) +
            bookkeeping + cells + (uint64_t)logits_rows * m->hp.n_vocab * sizeof(float);
@@ -88,12 +97,26 @@ static int32_t create(llm_context *ctx) {
     const llm_context_params *p = &ctx->params;
     kv_cache_params kp = {p->n_ctx, hp->n_layer, p->n_seq_max, hp->n_head_kv, hp->head_dim_k,
                           hp->head_dim_v, (uint32_t)p->type_k, (uint32_t)p->type_v};
-    int32_t st = kv_cache_create(&kp, &ctx->kv);
-    if (st != LLM_STATUS_OK) return st;
-    ctx->memory = &ctx->kv->base;
+    uint32_t n_swa_cells = context_n_swa_cells(ctx->model, p);
+    int32_t st;
+    if (n_swa_cells) {
+        /* full-attention layers in a full cache, sliding-window layers in a window pool */
+        kv_cache_params ks = kp;
+        kp.n_layer = hp->n_layer - hp->n_layer_swa;
+        ks.n_layer = hp->n_layer_swa;
+        ks.n_cells = n_swa_cells;
+        st = kv_swa_create(&kp, &ks, hp->n_swa, p->n_ubatch, &ctx->swa);
+        if (st != LLM_STATUS_OK) return st;
+        ctx->kv = ctx->swa->full;
+        ctx->memory = &ctx->swa->base;
+    } else {
+        st = kv_cache_create(&kp, &ctx->kv);
+        if (st != LLM_STATUS_OK) return st;
+        ctx->memory = &ctx->kv->base;
+    }
     st = create_backend(ctx->model, p, p->n_threads, &ctx->backend);
     if (st != LLM_STATUS_OK) return st;
-    st = llama_scratch_create(ctx->model, p->n_ubatch, p->n_ctx, &ctx->scratch);
+    st = llama_scratch_create(ctx->model, p->n_ubatch, p->n_ctx, n_swa_cells, &ctx->scratch);
     if (st != LLM_STATUS_OK) return st;
     ctx->ubs = llm_calloc(context_n_ubatches(p), sizeof *ctx->ubs);
     ctx->cells = llm_malloc(sizeof(int32_t) * p->n_batch);
@@ -311,8 +334,10 @@ static int32_t decode(llm_context *ctx, const llm_batch *b) {
                              "micro-batches", i, n_ubs);
         }
         if ((st = ctx->memory->ops->apply(ctx->memory, ub)) != LLM_STATUS_OK) return st;
-        if ((st = llama_forward(ctx, ub, ctx->logits + (size_t)row * ctx->model->hp.n_vocab)) !=
-            LLM_STATUS_OK) {
+        float *out = ctx->logits + (size_t)row * ctx->model->hp.n_vocab;
+        st = ctx->model->arch == ARCH_GEMMA3 ? gemma3_forward(ctx, ub, out)
+                                             : llama_forward(ctx, ub, out);
+        if (st != LLM_STATUS_OK) {
             ctx->memory->ops->rollback(ctx->memory, ub);
             return st;
         }

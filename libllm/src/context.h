@@ -5,6 +5,7 @@
 
 #include "backend/backend.h"
 #include "memory/kv_cache.h"
+#include "memory/kv_swa.h"
 #include "model.h"
 #include "util.h"
 
@@ -15,7 +16,10 @@ struct llm_context {
     llm_context_params params;     /* resolved: no zeros left */
     llm_backend *backend;
     llm_memory *memory;            /* what the decode loop talks to */
-    kv_cache *kv;                  /* the same object, for the attention layers */
+    kv_cache *kv;                  /* the full-attention layers' cache (the memory itself when
+                                      the model has no sliding window) */
+    kv_swa *swa;                   /* the memory, when the model has sliding-window layers:
+                                      swa->swa holds those layers' K/V; NULL otherwise */
     llama_scratch *scratch;        /* compute buffers of the forward pass */
 
     /* batch handling, sized for n_batch */
@@ -55,11 +59,22 @@ uint64_t context_compute_bytes(const llm_model *m, const llm_context_params *p,
  * the largest batch has been seen). */
 int32_t context_reserve_outputs(llm_context *ctx, int32_t n);
 
-/* The forward pass of the llama family (arch/llama.c: llama, qwen2). */
+/* Cells of the sliding-window pool a context with these parameters gets, 0 when the model
+ * has no sliding-window layers. */
+uint32_t context_n_swa_cells(const llm_model *m, const llm_context_params *p);
+
+/* The compute scratch of every forward pass (arch/llama.c, arch/forward.h); n_swa_cells as
+ * context_n_swa_cells gives. */
 int32_t llama_scratch_create(const llm_model *model, uint32_t n_ubatch, uint32_t n_ctx,
-                             llama_scratch **out);
+                             uint32_t n_swa_cells, llama_scratch **out);
 void llama_scratch_free(llama_scratch *s);
-uint64_t llama_scratch_bytes(const llm_model *model, uint32_t n_ubatch, uint32_t n_ctx);
+uint64_t llama_scratch_bytes(const llm_model *model, uint32_t n_ubatch, uint32_t n_ctx,
+                             uint32_t n_swa_cells);
+
+/* The forward pass of gemma3 (arch/gemma3.c); same contract as llama_forward. */
+int32_t gemma3_forward(llm_context *ctx, const ubatch *ub, float *logits);
+
+/* The forward pass of the llama family (arch/llama.c: llama, qwen2). */
 
 /* Runs one placed micro-batch through the model; writes the logits of its flagged tokens to
  * consecutive rows starting at `logits`. */

@@ -39,6 +39,81 @@ static int32_t require_u32(const gguf_file *f, const char *arch, const char *key
     return LLM_STATUS_OK;
 }
 
+/* Gemma 3, as llama.cpp reads it: a sliding window when attention.sliding_window > 0, on
+ * every layer but each sliding_window_pattern-th (default 6: layers 5, 11, ... attend to
+ * everything), with RoPE base rope.freq_base_swa (default 10000) and no rope scaling there;
+ * q.k scaled by 1 / sqrt(head_dim) (the 62-layer 27B: 1 / sqrt(n_embd / n_head)) unless
+ * attention.scale says otherwise; optional tanh soft-capping of scores and logits. */
+static int32_t load_hparams_gemma3(llm_model *m) {
+    const gguf_file *f = m->file;
+    const char *a = m->arch_name;
+    llm_hparams *hp = &m->hp;
+    if (!get_arch_u32(f, a, "attention.sliding_window", &hp->n_swa)) hp->n_swa = 0;
+    if (!get_arch_f32(f, a, "rope.freq_base_swa", &hp->rope_freq_base_swa)) {
+        hp->rope_freq_base_swa = 10000.0f;
+    }
+    hp->rope_freq_scale_swa = 1.0f;
+    if (!get_arch_f32(f, a, "attention.scale", &hp->attn_scale)) {
+        float d = hp->n_layer == 62 ? (float)(hp->n_embd / hp->n_head) : (float)hp->head_dim_k;
+        hp->attn_scale = 1.0f / sqrtf(d);
+    }
+    if (!get_arch_f32(f, a, "attn_logit_softcapping", &hp->attn_softcap)) hp->attn_softcap = 0;
+    if (!get_arch_f32(f, a, "final_logit_softcapping", &hp->final_softcap)) {
+        hp->final_softcap = 0;
+    }
+    if (!(hp->rope_freq_base_swa > 0.0f) || !isfinite(hp->rope_freq_base_swa) ||
+        !(hp->attn_scale > 0.0f) || !isfinite(hp->attn_scale) || !(hp->attn_softcap >= 0.0f) ||
+        !(hp->final_softcap >= 0.0f) || !isfinite(hp->attn_softcap) ||
+        !isfinite(hp->final_softcap)) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid gemma3 rope base, attention scale or "
+                         "soft-capping values");
+    }
+    return LLM_STATUS_OK;
+}
+
+/* Marks the sliding-window layers (hp.n_swa > 0) and gives every layer its index in its cache.
+ * attention.sliding_window_pattern is a period p (layer i slides iff i % p < p - 1) or one
+ * flag per layer; absent, the period is 6. */
+static int32_t assign_swa_layers(llm_model *m) {
+    llm_hparams *hp = &m->hp;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", m->arch_name);
+    uint32_t period = 6, arr_type;
+    uint64_t n_arr = 0;
+    const gguf_kv *arr = NULL;
+    if (gguf_get_arr(m->file, key, &arr_type, &n_arr)) {
+        if (n_arr != hp->n_layer) {
+            return llm_error(LLM_STATUS_BAD_FORMAT, "'%s' has %llu entries for %u layers", key,
+                             (unsigned long long)n_arr, hp->n_layer);
+        }
+        arr = &m->file->kv[gguf_find_key(m->file, key)];
+    } else if (gguf_find_key(m->file, key) >= 0 && !gguf_get_u32(m->file, key, &period)) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "'%s' is neither a count nor an array", key);
+    }
+    uint32_t n_swa_layers = 0;
+    for (uint32_t i = 0; i < hp->n_layer; i++) {
+        llm_layer *l = &m->layers[i];
+        bool swa = false;
+        if (hp->n_swa > 0 && arr) {
+            int64_t v = 0;
+            if (arr->arr_type == GGUF_TYPE_BOOL) {
+                v = arr->data[i] != 0;
+            } else if (!gguf_arr_int(arr, i, &v)) {
+                return llm_error(LLM_STATUS_BAD_FORMAT, "'%s' holds a non-integer", key);
+            }
+            swa = v != 0;
+        } else if (hp->n_swa > 0 && period > 0) {
+            swa = i % period < period - 1;
+        }
+        l->swa = swa;
+        l->kv_slot = swa ? n_swa_layers : i - n_swa_layers;
+        n_swa_layers += swa;
+    }
+    hp->n_layer_swa = n_swa_layers;
+    if (n_swa_layers == 0) hp->n_swa = 0;
+    return LLM_STATUS_OK;
+}
+
 static int32_t load_hparams(llm_model *m) {
     const gguf_file *f = m->file;
     const char *a = m->arch_name;
@@ -91,7 +166,10 @@ static int32_t load_hparams(llm_model *m) {
     if (!(hp->norm_eps > 0.0f) || !(hp->rope_freq_base > 0.0f) || !isfinite(hp->rope_freq_base)) {
         return llm_error(LLM_STATUS_BAD_FORMAT, "invalid norm epsilon or rope base");
     }
-    hp->rope_neox = m->arch == ARCH_QWEN2;
+    hp->rope_neox = m->arch == ARCH_QWEN2 || m->arch == ARCH_GEMMA3;
+    hp->rope_freq_base_swa = hp->rope_freq_base;
+    hp->rope_freq_scale_swa = hp->rope_freq_scale;
+    if (m->arch == ARCH_GEMMA3) return load_hparams_gemma3(m);
     return LLM_STATUS_OK;
 }
 
@@ -161,9 +239,10 @@ static int32_t bind_weights(llm_model *m, const llm_model_params *p) {
     if (!m->output) m->output = m->tok_embd;   /* tied embeddings */
     m->layers = llm_calloc(hp->n_layer, sizeof *m->layers);
     if (!m->layers) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory loading layers");
-    bool bias = m->arch == ARCH_QWEN2;
+    bool bias = m->arch == ARCH_QWEN2, gemma = m->arch == ARCH_GEMMA3;
     for (uint32_t i = 0; i < hp->n_layer; i++) {
         llm_layer *l = &m->layers[i];
+        l->kv_slot = i;
         char n[12][64];
         const char *parts[12] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight",
                                  "attn_v.weight", "attn_output.weight", "attn_q.bias",
@@ -184,12 +263,24 @@ static int32_t bind_weights(llm_model *m, const llm_model_params *p) {
             (st = bind_matrix(m, n[11], F, E, &l->ffn_down))) {
             return st;
         }
+        if (gemma) {
+            char g[4][64];
+            const char *gp[4] = {"attn_q_norm.weight", "attn_k_norm.weight",
+                                 "post_attention_norm.weight", "post_ffw_norm.weight"};
+            for (int j = 0; j < 4; j++) snprintf(g[j], sizeof g[j], "blk.%u.%s", i, gp[j]);
+            if ((st = bind_vector(m, g[0], hp->head_dim_k, true, &l->attn_q_norm)) ||
+                (st = bind_vector(m, g[1], hp->head_dim_k, true, &l->attn_k_norm)) ||
+                (st = bind_vector(m, g[2], E, true, &l->attn_post_norm)) ||
+                (st = bind_vector(m, g[3], E, true, &l->ffn_post_norm))) {
+                return st;
+            }
+        }
         if (p->progress && !p->progress((float)(i + 1) / (float)(hp->n_layer + 1),
                                         p->progress_user_data)) {
             return llm_error(LLM_STATUS_ABORTED, "model loading aborted by the progress callback");
         }
     }
-    return LLM_STATUS_OK;
+    return gemma ? assign_swa_layers(m) : LLM_STATUS_OK;
 }
 
 static void free_layers(llm_model *m) {
@@ -201,6 +292,10 @@ static void free_layers(llm_model *m) {
         llm_free(l->bk);
         llm_free(l->bv);
         llm_free(l->ffn_norm);
+        llm_free(l->attn_q_norm);
+        llm_free(l->attn_k_norm);
+        llm_free(l->attn_post_norm);
+        llm_free(l->ffn_post_norm);
     }
     llm_free(m->layers);
 }
@@ -236,6 +331,8 @@ static int32_t load(llm_model *m, const char *path, const llm_model_params *p) {
         m->arch = ARCH_LLAMA;
     } else if (strcmp(m->arch_name, "qwen2") == 0) {
         m->arch = ARCH_QWEN2;
+    } else if (strcmp(m->arch_name, "gemma3") == 0) {
+        m->arch = ARCH_GEMMA3;
     } else {
         return llm_error(LLM_STATUS_UNSUPPORTED, "architecture '%s' is not supported",
                          m->arch_name);

@@ -12,6 +12,7 @@
 typedef enum llm_arch {
     ARCH_LLAMA,   /* Llama 2/3, TinyLlama, SmolLM, Mistral (no SWA): interleaved RoPE */
     ARCH_QWEN2,   /* Qwen2: llama + q/k/v biases, NEOX RoPE */
+    ARCH_GEMMA3,  /* Gemma 3 (text): sliding-window layers, q/k norms, post-norms, GeGLU */
 } llm_arch;
 
 typedef struct llm_hparams {
@@ -29,6 +30,14 @@ typedef struct llm_hparams {
     float rope_freq_base;
     float rope_freq_scale;   /* 1 / linear scaling factor */
     bool rope_neox;
+    /* sliding-window attention (gemma3); n_swa 0: every layer attends to everything */
+    uint32_t n_swa;          /* attention.sliding_window: a token sees the last n_swa positions */
+    uint32_t n_layer_swa;    /* layers with a sliding window (listed in llm_model.layer_swa) */
+    float rope_freq_base_swa;    /* rope base of the sliding-window layers */
+    float rope_freq_scale_swa;
+    float attn_scale;        /* scale of q.k; 0: 1 / sqrt(head_dim_k) */
+    float attn_softcap;      /* 0: none; else scores become c * tanh(scores / c) */
+    float final_softcap;     /* 0: none; same on the output logits */
 } llm_hparams;
 
 /* One transformer block. Matrices stay in the file (mapped); 1-D tensors are f32 copies. */
@@ -43,6 +52,13 @@ typedef struct llm_layer {
     const gguf_tensor *ffn_gate;   /* [n_embd] -> [n_ff] */
     const gguf_tensor *ffn_up;     /* [n_embd] -> [n_ff] */
     const gguf_tensor *ffn_down;   /* [n_ff] -> [n_embd] */
+    /* gemma3 */
+    float *attn_q_norm;            /* [head_dim_k] per-head RMSNorm of q */
+    float *attn_k_norm;            /* [head_dim_k] per-head RMSNorm of k */
+    float *attn_post_norm;         /* [n_embd] on the attention output */
+    float *ffn_post_norm;          /* [n_embd] on the feed-forward output */
+    bool swa;                      /* sliding-window layer */
+    uint32_t kv_slot;              /* this layer's index in its cache (full or window pool) */
 } llm_layer;
 
 struct llm_model {

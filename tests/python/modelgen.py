@@ -294,6 +294,27 @@ def _store(arr: np.ndarray, wtype: str, is_matrix: bool):
     return gguf.quants.quantize(np.ascontiguousarray(arr, dtype=np.float32), q), q
 
 
+def add_spm_vocab(w, vocab_size: int) -> None:
+    """Writes the tiny SPM vocabulary of vocab_pieces (and its special ids) to GGUFWriter w."""
+    tokens, scores, types = vocab_pieces(vocab_size)
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(BOS_ID)
+    w.add_eos_token_id(EOS_ID)
+    w.add_unk_token_id(UNK_ID)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_add_space_prefix(True)
+
+
+def store_tensor(arr: np.ndarray, wtype: str):
+    """(data, raw_dtype) for GGUFWriter.add_tensor: 2-D matrices in wtype, the rest in F32."""
+    return _store(arr, wtype, arr.ndim == 2)
+
+
 def write_gguf(model, path, wtype: str) -> Path:
     """Writes `model` to `path` as llama.cpp's converter would (with weights in `wtype`)."""
     if wtype not in _QTYPE:
@@ -322,18 +343,7 @@ def write_gguf(model, path, wtype: str) -> Path:
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(float(rope["factor"]))
 
-    tokens, scores, types = vocab_pieces(c.vocab_size)
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(BOS_ID)
-    w.add_eos_token_id(EOS_ID)
-    w.add_unk_token_id(UNK_ID)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
-    w.add_add_space_prefix(True)
+    add_spm_vocab(w, c.vocab_size)
 
     for hf_name, arr in _hf_tensors(model):
         n_head = _qk_heads(c, hf_name)

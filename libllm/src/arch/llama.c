@@ -1,33 +1,16 @@
-/* llama.c -- the forward pass of the llama family: llama (interleaved RoPE) and qwen2 (NEOX
+/* llama.c -- the forward scratch shared by every architecture, RoPE tables and key
+ * re-rotation, and the forward pass of the llama family: llama (interleaved RoPE) and qwen2 (NEOX
  * RoPE, q/k/v biases). Pre-norm blocks: x += attn(rmsnorm(x)); x += ffn(rmsnorm(x)), with
  * grouped-query attention over the KV cache and a SwiGLU feed-forward. */
 #include <math.h>
 
-#include "../context.h"
 #include "../quant.h"
-
-struct llama_scratch {
-    uint32_t n_ubatch, n_ctx;
-    uint8_t *block;  /* every buffer below lives in this one allocation */
-    float *x;        /* [n_ubatch][n_embd] residual stream */
-    float *xn;       /* [n_ubatch][n_embd] normalised input of a sub-block; final outputs */
-    float *q;        /* [n_ubatch][n_head * head_dim_k] */
-    float *k;        /* [n_ubatch][n_head_kv * head_dim_k] */
-    float *v;        /* [n_ubatch][n_head_kv * head_dim_v] */
-    float *att;      /* [n_ubatch][n_head * head_dim_v] */
-    float *tmp;      /* [n_ubatch][n_embd] output of wo / ffn_down */
-    float *gate;     /* [n_ubatch][n_ff] */
-    float *up;       /* [n_ubatch][n_ff] */
-    float *cos_sin;  /* [n_ubatch][n_rot / 2][2] */
-    uint8_t *mask;   /* [n_ubatch][n_ctx] */
-    llm_pos *shift_pos;     /* [n_ubatch] pending position changes of cells being re-rotated */
-    int32_t *shift_cells;   /* [n_ubatch] those cells */
-};
+#include "forward.h"
 
 /* Places every buffer in one block (64-byte aligned each) and returns the block's size; with
  * base NULL it only measures. The single source of the scratch size, for the breakdown too. */
-static size_t layout(const llm_hparams *hp, size_t n, size_t n_ctx, llama_scratch *s,
-                     uint8_t *base) {
+static size_t layout(const llm_hparams *hp, size_t n, size_t n_ctx, size_t n_swa_cells,
+                     llama_scratch *s, uint8_t *base) {
     size_t off = 0;
 #define PLACE(field, bytes)                                              \
     do {                                                                 \
@@ -46,14 +29,17 @@ static size_t layout(const llm_hparams *hp, size_t n, size_t n_ctx, llama_scratc
     PLACE(up, n * hp->n_ff * f);
     PLACE(cos_sin, n * hp->n_rot * f);
     PLACE(mask, n * n_ctx);
+    PLACE(cos_sin_swa, n_swa_cells ? n * hp->n_rot * f : 0);
+    PLACE(mask_swa, n * n_swa_cells);
     PLACE(shift_pos, n * sizeof(llm_pos));
     PLACE(shift_cells, n * sizeof(int32_t));
 #undef PLACE
     return off;
 }
 
-uint64_t llama_scratch_bytes(const llm_model *m, uint32_t n_ubatch, uint32_t n_ctx) {
-    return layout(&m->hp, n_ubatch, n_ctx, NULL, NULL);
+uint64_t llama_scratch_bytes(const llm_model *m, uint32_t n_ubatch, uint32_t n_ctx,
+                             uint32_t n_swa_cells) {
+    return layout(&m->hp, n_ubatch, n_ctx, n_swa_cells, NULL, NULL);
 }
 
 void llama_scratch_free(llama_scratch *s) {
@@ -63,32 +49,32 @@ void llama_scratch_free(llama_scratch *s) {
 }
 
 int32_t llama_scratch_create(const llm_model *m, uint32_t n_ubatch, uint32_t n_ctx,
-                             llama_scratch **out) {
+                             uint32_t n_swa_cells, llama_scratch **out) {
     *out = NULL;
     llama_scratch *s = llm_calloc(1, sizeof *s);
     if (!s) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for compute buffers");
     s->n_ubatch = n_ubatch;
     s->n_ctx = n_ctx;
-    s->block = llm_aligned_alloc(llama_scratch_bytes(m, n_ubatch, n_ctx));
+    s->block = llm_aligned_alloc(llama_scratch_bytes(m, n_ubatch, n_ctx, n_swa_cells));
     if (!s->block) {
         llm_free(s);
         return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for compute buffers "
                          "(n_ubatch %u, n_ctx %u)", n_ubatch, n_ctx);
     }
-    layout(&m->hp, n_ubatch, n_ctx, s, s->block);
+    layout(&m->hp, n_ubatch, n_ctx, n_swa_cells, s, s->block);
     *out = s;
     return LLM_STATUS_OK;
 }
 
 /* cos/sin of every rotated pair at n positions; computed the way the reference
- * implementations do it (f32 inverse frequencies, f32 angle). */
-static void rope_table(const llm_model *m, const llm_pos *pos, int n, float *cos_sin) {
-    const llm_hparams *hp = &m->hp;
-    int half = (int)hp->n_rot / 2;
+ * implementations do it (f32 inverse frequencies, f32 angle). freqs: optional divisors. */
+void rope_table(uint32_t n_rot, float base, float scale, const float *freqs, const llm_pos *pos,
+                int n, float *cos_sin) {
+    int half = (int)n_rot / 2;
     for (int i = 0; i < half; i++) {
-        float inv = 1.0f / powf(hp->rope_freq_base, (float)(2 * i) / (float)hp->n_rot);
-        inv *= hp->rope_freq_scale;
-        if (m->rope_freqs) inv /= m->rope_freqs[i];
+        float inv = 1.0f / powf(base, (float)(2 * i) / (float)n_rot);
+        inv *= scale;
+        if (freqs) inv /= freqs[i];
         for (int t = 0; t < n; t++) {
             float angle = (float)pos[t] * inv;
             cos_sin[((int64_t)t * half + i) * 2] = (float)cos((double)angle);
@@ -97,15 +83,15 @@ static void rope_table(const llm_model *m, const llm_pos *pos, int n, float *cos
     }
 }
 
-/* Re-rotates the keys of every cell whose position moved (seq_add / seq_div): RoPE angles
- * add up, so rotating by the position change moves a key to its new position. Cells go in
- * chunks of n_ubatch through the scratch rows. */
-static void apply_shift(llm_context *ctx) {
-    const llm_model *m = ctx->model;
-    const llm_hparams *hp = &m->hp;
+/* Re-rotates the keys of every cell of kv whose position moved (seq_add / seq_div): RoPE
+ * angles add up, so rotating by the position change moves a key to its new position. Cells go
+ * in chunks of n_ubatch through the scratch rows. base / scale / freqs: the RoPE of kv's
+ * layers. */
+void forward_apply_shift(llm_context *ctx, kv_cache *kv, float base, float scale,
+                         const float *freqs) {
+    const llm_hparams *hp = &ctx->model->hp;
     llm_backend *be = ctx->backend;
     llama_scratch *s = ctx->scratch;
-    kv_cache *kv = ctx->kv;
     const int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k;
     uint32_t c = 0;
     while (c < kv->n_cells) {
@@ -117,11 +103,11 @@ static void apply_shift(llm_context *ctx) {
             n++;
         }
         if (n == 0) break;
-        rope_table(m, s->shift_pos, n, s->cos_sin);
+        rope_table(hp->n_rot, base, scale, freqs, s->shift_pos, n, s->cos_sin);
         rope_args rk = {n, (int)hp->n_head_kv, (int)hp->head_dim_k, (int)hp->n_rot,
                         hp->rope_neox, s->cos_sin};
         to_f32_fn to_f32 = type_traits_get(kv->type_k)->to_f32;
-        for (uint32_t il = 0; il < hp->n_layer; il++) {
+        for (uint32_t il = 0; il < kv->n_layer; il++) {
             for (int i = 0; i < n; i++) {
                 to_f32(kv->k[il] + (uint64_t)s->shift_cells[i] * kv->k_cell_bytes, s->k + i * K, K);
             }
@@ -145,13 +131,16 @@ int32_t llama_forward(llm_context *ctx, const ubatch *ub, float *logits) {
     const int64_t V = (int64_t)hp->n_head_kv * hp->head_dim_v;
     const int64_t O = (int64_t)hp->n_head * hp->head_dim_v, F = hp->n_ff;
 
-    if (kv->has_shift) apply_shift(ctx);   /* positions moved since the last forward */
+    if (kv->has_shift) {   /* positions moved since the last forward */
+        forward_apply_shift(ctx, kv, hp->rope_freq_base, hp->rope_freq_scale, m->rope_freqs);
+    }
     be->get_rows(be, m->tok_embd, ub->token, n, s->x, E);
-    rope_table(m, ub->pos, n, s->cos_sin);
+    rope_table(hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, m->rope_freqs, ub->pos, n,
+               s->cos_sin);
     const uint32_t n_kv = kv_cache_n_active(kv);
     for (int t = 0; t < n; t++) {
-        kv_cache_fill_mask(kv, ub->pos[t], ub->seq_id[t], ub->n_seq_id[t], s->mask + (int64_t)t * n_kv,
-                           n_kv);
+        kv_cache_fill_mask(kv, ub->pos[t], ub->seq_id[t], ub->n_seq_id[t], 0,
+                           s->mask + (int64_t)t * n_kv, n_kv);
     }
     rope_args rq = {n, (int)hp->n_head, (int)hp->head_dim_k, (int)hp->n_rot, hp->rope_neox,
                     s->cos_sin};

@@ -24,6 +24,7 @@ typedef struct attn_args {
     int n_kv;                  /* cells [0, n_kv) are looked at */
     const uint8_t *mask;       /* [n_tok][n_kv]: 1 where query t may attend cell c */
     float scale;               /* usually 1 / sqrt(head_dim_k) */
+    float softcap;             /* 0: none; else scaled scores s become cap * tanh(s / cap) */
     float *out;                /* [n_tok][n_head * head_dim_v], stride ldo */
     int64_t ldo;
 } attn_args;
@@ -55,6 +56,12 @@ struct llm_backend {
                 int n);
     /* g[t][i] = silu(g[t][i]) * u[t][i] */
     void (*swiglu)(llm_backend *be, float *g, const float *u, int64_t ld, int n_tok, int n);
+    /* g[t][i] = gelu_tanh(g[t][i]) * u[t][i] (GELU with the tanh approximation) */
+    void (*geglu)(llm_backend *be, float *g, const float *u, int64_t ld, int n_tok, int n);
+    /* x[t][i] *= s */
+    void (*scale)(llm_backend *be, float *x, int64_t ldx, int n_tok, int n, float s);
+    /* x[t][i] = cap * tanh(x[t][i] / cap) */
+    void (*softcap)(llm_backend *be, float *x, int64_t ldx, int n_tok, int n, float cap);
     /* rotates x[t][head][0..n_rot) in place; rows of stride ldx */
     void (*rope)(llm_backend *be, float *x, int64_t ldx, const rope_args *args);
     /* writes f32 rows into cache rows of type `type` (quantizing / converting) */

@@ -453,9 +453,10 @@ uint32_t kv_cache_n_active(const kv_cache *kv) {
 }
 
 void kv_cache_fill_mask(const kv_cache *kv, llm_pos pos, const llm_seq_id *seq_ids, int n_seq,
-                        uint8_t *mask, uint32_t n_kv) {
+                        uint32_t window, uint8_t *mask, uint32_t n_kv) {
     for (uint32_t c = 0; c < n_kv; c++) {
-        bool ok = !cell_empty(kv, c) && kv->pos[c] <= pos;
+        bool ok = !cell_empty(kv, c) && kv->pos[c] <= pos &&
+                  (window == 0 || (int64_t)kv->pos[c] > (int64_t)pos - window);
         for (int s = 0; ok && s < n_seq; s++) ok = kv_cell_has_seq(kv, c, seq_ids[s]);
         mask[c] = ok;
     }
@@ -497,8 +498,8 @@ int32_t kv_cache_create(const kv_cache_params *p, kv_cache **out) {
     kv->pos = llm_malloc(sizeof(llm_pos) * p->n_cells);
     kv->shift = llm_calloc(p->n_cells, sizeof(int32_t));
     kv->seqs = llm_calloc((size_t)p->n_cells * kv->seq_words, sizeof(uint64_t));
-    kv->k = llm_calloc(p->n_layer, sizeof(uint8_t *));
-    kv->v = llm_calloc(p->n_layer, sizeof(uint8_t *));
+    kv->k = llm_calloc(LLM_MAX(p->n_layer, 1), sizeof(uint8_t *));
+    kv->v = llm_calloc(LLM_MAX(p->n_layer, 1), sizeof(uint8_t *));
     bool ok = kv->pos && kv->shift && kv->seqs && kv->k && kv->v;
     for (uint32_t l = 0; ok && l < p->n_layer; l++) {
         kv->k[l] = llm_aligned_alloc(kv->k_cell_bytes * p->n_cells);
@@ -513,4 +514,84 @@ int32_t kv_cache_create(const kv_cache_params *p, kv_cache **out) {
     kv_clear(&kv->base);
     *out = kv;
     return LLM_STATUS_OK;
+}
+
+/* ---- helpers of the sliding-window memory (kv_swa.c) ---- */
+
+void kv_cache_copy_cells(kv_cache *dst, const kv_cache *src) {
+    memcpy(dst->pos, src->pos, sizeof(llm_pos) * src->n_cells);
+    memcpy(dst->shift, src->shift, sizeof(int32_t) * src->n_cells);
+    memcpy(dst->seqs, src->seqs, sizeof(uint64_t) * src->n_cells * src->seq_words);
+    dst->has_shift = src->has_shift;
+    dst->n_used = src->n_used;
+    dst->head = src->head;
+}
+
+void kv_cache_seq_pos_max_all(const kv_cache *kv, llm_pos *pos_max) {
+    for (uint32_t s = 0; s < kv->n_seq_max; s++) pos_max[s] = -1;
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (cell_empty(kv, c)) continue;
+        const uint64_t *bits = cell_seqs(kv, c);
+        for (uint32_t w = 0; w < kv->seq_words; w++) {
+            for (uint64_t b = bits[w]; b; b &= b - 1) {
+                uint32_t s = w * 64 + (uint32_t)__builtin_ctzll(b);
+                if (kv->pos[c] > pos_max[s]) pos_max[s] = kv->pos[c];
+            }
+        }
+    }
+}
+
+void kv_cache_prune_window(kv_cache *kv, const llm_pos *next_pos, uint32_t window) {
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (cell_empty(kv, c)) continue;
+        uint64_t *bits = cell_seqs(kv, c);
+        for (uint32_t w = 0; w < kv->seq_words && !cell_empty(kv, c); w++) {
+            for (uint64_t b = bits[w]; b; b &= b - 1) {
+                uint32_t s = w * 64 + (uint32_t)__builtin_ctzll(b);
+                if ((int64_t)kv->pos[c] <= (int64_t)next_pos[s] - window) {
+                    cell_drop_seq(kv, c, (llm_seq_id)s);
+                    if (cell_empty(kv, c)) break;
+                }
+            }
+        }
+    }
+}
+
+void kv_cache_count_window(const kv_cache *kv, const llm_pos *pos_max, uint32_t window,
+                           uint32_t *count) {
+    for (uint32_t s = 0; s < kv->n_seq_max; s++) count[s] = 0;
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (cell_empty(kv, c)) continue;
+        const uint64_t *bits = cell_seqs(kv, c);
+        for (uint32_t w = 0; w < kv->seq_words; w++) {
+            for (uint64_t b = bits[w]; b; b &= b - 1) {
+                uint32_t s = w * 64 + (uint32_t)__builtin_ctzll(b);
+                int64_t p = kv->pos[c];
+                count[s] += p <= pos_max[s] && p > (int64_t)pos_max[s] - window;
+            }
+        }
+    }
+}
+
+void kv_cache_compact(kv_cache *kv) {
+    uint32_t dst = 0;
+    for (uint32_t c = 0; c < kv->n_cells; c++) {
+        if (cell_empty(kv, c)) continue;
+        if (dst != c) {
+            for (uint32_t l = 0; l < kv->n_layer; l++) {
+                memcpy(kv->k[l] + dst * kv->k_cell_bytes, kv->k[l] + c * kv->k_cell_bytes,
+                       kv->k_cell_bytes);
+                memcpy(kv->v[l] + dst * kv->v_cell_bytes, kv->v[l] + c * kv->v_cell_bytes,
+                       kv->v_cell_bytes);
+            }
+            kv->pos[dst] = kv->pos[c];
+            kv->shift[dst] = kv->shift[c];
+            memcpy(cell_seqs(kv, dst), cell_seqs(kv, c), kv->seq_words * sizeof(uint64_t));
+            kv->pos[c] = -1;
+            kv->shift[c] = 0;
+            memset(cell_seqs(kv, c), 0, kv->seq_words * sizeof(uint64_t));
+        }
+        dst++;
+    }
+    kv->head = dst < kv->n_cells ? dst : 0;
 }

@@ -49,8 +49,24 @@ static inline bool kv_cell_has_seq(const kv_cache *kv, uint32_t cell, llm_seq_id
     return (kv->seqs[(uint64_t)cell * kv->seq_words + (uint32_t)seq / 64] >> ((uint32_t)seq % 64)) & 1;
 }
 
-/* mask[c] = 1 where a token at `pos` in every sequence of seq_ids may attend cell c. */
+/* mask[c] = 1 where a token at `pos` in every sequence of seq_ids may attend cell c; with
+ * window > 0 only cells at positions > pos - window (a sliding window of `window` positions,
+ * the token's own included). */
 void kv_cache_fill_mask(const kv_cache *kv, llm_pos pos, const llm_seq_id *seq_ids, int n_seq,
-                        uint8_t *mask, uint32_t n_kv);
+                        uint32_t window, uint8_t *mask, uint32_t n_kv);
+
+/* Helpers of the sliding-window memory. */
+/* dst takes src's cell bookkeeping (positions, shifts, sequence sets); same sizes. */
+void kv_cache_copy_cells(kv_cache *dst, const kv_cache *src);
+/* pos_max[s] = largest position of sequence s, -1 when none; pos_max has n_seq_max entries. */
+void kv_cache_seq_pos_max_all(const kv_cache *kv, llm_pos *pos_max);
+/* Drops sequence s from every cell at a position <= next_pos[s] - window: the cells no token
+ * of s at next_pos[s] or later can see. */
+void kv_cache_prune_window(kv_cache *kv, const llm_pos *next_pos, uint32_t window);
+/* Moves the used cells (rows and bookkeeping) to the front, keeping their order. */
+void kv_cache_compact(kv_cache *kv);
+/* count[s] = cells of s at positions in (pos_max[s] - window, pos_max[s]]. */
+void kv_cache_count_window(const kv_cache *kv, const llm_pos *pos_max, uint32_t window,
+                           uint32_t *count);
 
 #endif

@@ -144,7 +144,7 @@ static void cpu_get_rows(llm_backend *be, const gguf_tensor *w, const llm_token 
 
 /* ---- element-wise ops: SIMD rows; split over the threads when a prompt makes them big ---- */
 
-typedef enum ew_op { EW_RMSNORM, EW_ADD, EW_SWIGLU } ew_op;
+typedef enum ew_op { EW_RMSNORM, EW_ADD, EW_SWIGLU, EW_GEGLU, EW_SCALE, EW_SOFTCAP } ew_op;
 
 typedef struct ew_task {
     const cpu_kernels *k;
@@ -155,7 +155,7 @@ typedef struct ew_task {
     float *y;                  /* rmsnorm output; the sum of add; g of swiglu */
     int64_t ldy;
     const float *w;
-    float eps;
+    float eps;                 /* rmsnorm's epsilon; the factor of scale, the cap of softcap */
 } ew_task;
 
 static void ew_worker(void *p, int ith, int nth) {
@@ -169,6 +169,9 @@ static void ew_worker(void *p, int ith, int nth) {
         case EW_RMSNORM: t->k->rmsnorm_f32(t->n, x, t->w, t->eps, y); break;
         case EW_ADD: t->k->axpy_f32(t->n, 1.0f, x, y); break;
         case EW_SWIGLU: t->k->swiglu_f32(t->n, y, x); break;
+        case EW_GEGLU: cpu_geglu_f32(t->n, y, x); break;
+        case EW_SCALE: t->k->scale_f32(t->n, t->eps, y); break;
+        case EW_SOFTCAP: cpu_softcap_f32(t->n, t->eps, y); break;
         }
     }
 }
@@ -201,6 +204,21 @@ static void cpu_add(llm_backend *be, float *x, int64_t ldx, const float *y, int6
 
 static void cpu_swiglu(llm_backend *be, float *g, const float *u, int64_t ld, int n_tok, int n) {
     ew_task t = {cpu(be)->k, EW_SWIGLU, n_tok, n, u, ld, g, ld, NULL, 0.0f};
+    ew_run(cpu(be), &t);
+}
+
+static void cpu_geglu(llm_backend *be, float *g, const float *u, int64_t ld, int n_tok, int n) {
+    ew_task t = {cpu(be)->k, EW_GEGLU, n_tok, n, u, ld, g, ld, NULL, 0.0f};
+    ew_run(cpu(be), &t);
+}
+
+static void cpu_scale(llm_backend *be, float *x, int64_t ldx, int n_tok, int n, float s) {
+    ew_task t = {cpu(be)->k, EW_SCALE, n_tok, n, x, ldx, x, ldx, NULL, s};
+    ew_run(cpu(be), &t);
+}
+
+static void cpu_softcap(llm_backend *be, float *x, int64_t ldx, int n_tok, int n, float cap) {
+    ew_task t = {cpu(be)->k, EW_SOFTCAP, n_tok, n, x, ldx, x, ldx, NULL, cap};
     ew_run(cpu(be), &t);
 }
 
@@ -303,6 +321,7 @@ static void attention_worker(void *p, int ith, int nth) {
                 float cmax = -INFINITY;
                 for (int j = 0; j < nc; j++) {
                     s[j] = m[j] ? s[j] * a->scale : -INFINITY;
+                    if (a->softcap > 0.0f && m[j]) s[j] = a->softcap * tanhf(s[j] / a->softcap);
                     cmax = s[j] > cmax ? s[j] : cmax;
                 }
                 if (cmax == -INFINITY) {             /* nothing visible in this chunk */
@@ -395,6 +414,9 @@ int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_
         .add_bias = cpu_add_bias,
         .add = cpu_add,
         .swiglu = cpu_swiglu,
+        .geglu = cpu_geglu,
+        .scale = cpu_scale,
+        .softcap = cpu_softcap,
         .rope = cpu_rope,
         .store_rows = cpu_store_rows,
         .attention = cpu_attention,

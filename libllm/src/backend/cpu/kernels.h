@@ -100,6 +100,12 @@ typedef struct cpu_kernels {
     void (*f32_to_f16_row)(int64_t n, const float *x, uint16_t *y);
 } cpu_kernels;
 
+/* Scalar row kernels every level shares (no SIMD version yet):
+ * g[i] = gelu_tanh(g[i]) * u[i], gelu_tanh(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));
+ * y[i] = cap * tanh(y[i] / cap). */
+void cpu_geglu_f32(int64_t n, float *g, const float *u);
+void cpu_softcap_f32(int64_t n, float cap, float *y);
+
 /* The kernels of the best level this CPU runs, at most LIBLLM_CPU_LEVEL (scalar, avx2,
  * avx512, neon) when that variable is set. Chosen once, thread-safe; never NULL. */
 const cpu_kernels *cpu_kernels_get(void);

@@ -133,6 +133,18 @@ static void scalar_swiglu_f32(int64_t n, float *g, const float *u) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+void cpu_geglu_f32(int64_t n, float *g, const float *u) {
+    const float c = 0.7978845608028654f;   /* sqrt(2 / pi) */
+    for (int64_t i = 0; i < n; i++) {
+        float x = g[i];
+        g[i] = 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x))) * u[i];
+    }
+}
+
+void cpu_softcap_f32(int64_t n, float cap, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = cap * tanhf(y[i] / cap);
+}
+
 static float scalar_exp_sum_f32(int64_t n, const float *x, float m, float *y) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n; i++) {
