@@ -302,3 +302,19 @@ def test_memory_full_is_exact_and_changes_nothing(lib, f32_model):
     assert (a.stats()["n_cells_used"], a.seq_pos_max(0)) == before
     _decode(a, PROMPT[60:64], 60)                # exactly the 4 free cells fit
     assert a.stats()["n_cells_used"] == 64
+
+
+def test_llm_reuse_falls_back_when_the_window_cannot_rewind(lib, gemma3):
+    """A second prompt that diverges from the first long before the sliding window's reach:
+    the pool no longer holds what the rewind needs, so LLM.generate must start the sequence
+    over (not fail) and give what a fresh LLM gives."""
+    path, _ = gemma3("f32")
+    first = mg.random_prompt(120, 5)
+    second = first[:10] + mg.random_prompt(30, 6)
+    with lib.LLM(path, n_ctx=256, n_ubatch=32, seed=1) as llm:
+        text_first = llm.model.detokenize(first)
+        llm.generate(text_first, max_tokens=4, temperature=0)
+        got = llm.generate(llm.model.detokenize(second), max_tokens=8, temperature=0)
+    with lib.LLM(path, n_ctx=256, n_ubatch=32, seed=1) as fresh:
+        assert fresh.generate(fresh.model.detokenize(second), max_tokens=8,
+                              temperature=0) == got

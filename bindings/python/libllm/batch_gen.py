@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import _lib
-from ._errors import CannotRewindError, ClosedError, LibLLMError, MemoryFullError
+from ._errors import ClosedError, LibLLMError, MemoryFullError
 from .context import Batch, Context
 from .llm import StopMatcher, Utf8Decoder
 from .prompt_cache import PromptCache, common_prefix_len
@@ -396,12 +396,7 @@ class BatchGenerator:
     def _truncate(self, slot: _Slot, n: int) -> int:
         """Drops slot's cells from position n on (always, so that no stray cell is left);
         returns the length kept."""
-        n = min(n, len(slot.held))
-        try:
-            self._ctx.seq_rm(slot.seq, n if n > 0 else -1, -1)
-        except CannotRewindError:       # recurrent state: only the whole sequence goes
-            self._ctx.seq_rm(slot.seq)
-            n = 0
+        n = self._ctx.seq_truncate(slot.seq, min(n, len(slot.held)))
         del slot.held[n:]
         return n
 

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from . import _lib
 from ._callback import ProgressCallback
-from ._errors import InvalidArgumentError, check, error_for, last_error_message
+from ._errors import CannotRewindError, InvalidArgumentError, check, error_for, last_error_message
 from ._handle import OwnedHandle
 from .model import Model
 
@@ -419,6 +419,18 @@ class Context(OwnedHandle[_lib.llm_context_p]):
                 )
             )
         )
+
+    def seq_truncate(self, seq: int, n: int) -> int:
+        """Keeps the first ``n`` positions of ``seq`` and drops the rest. When the memory
+        cannot rewind that far (recurrent state, a sliding window that has already dropped
+        what position n needs), the whole sequence goes instead. Returns the positions kept
+        (n or 0)."""
+        try:
+            self.seq_rm(seq, n, -1)
+            return n
+        except CannotRewindError:
+            self.seq_rm(seq)
+            return 0
 
     def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
         """Makes ``dst`` share ``src``'s cells in [p0, p1) (no data copied); dst's old cells in

@@ -408,8 +408,7 @@ class LLM:
         generation = self._generation
         ctx = self.context
         if self._exact0 < len(self._cached):   # a shifted sequence 0 is no exact prefix
-            ctx.seq_rm(0, self._exact0, -1)
-            del self._cached[self._exact0 :]
+            del self._cached[ctx.seq_truncate(0, self._exact0) :]
         gen = BatchGenerator(
             ctx,
             token_lists,
@@ -442,7 +441,7 @@ class LLM:
         limit = min(len(cached), len(tokens) - 1)
         while n < limit and cached[n] == tokens[n]:
             n += 1
-        self.context.seq_rm(0, n, -1)
+        n = self.context.seq_truncate(0, n)
         del cached[n:]
         self._exact0 = min(self._exact0, n)
         return n
@@ -484,7 +483,7 @@ class LLM:
             cached.clear()
             self._exact0 = 0
             return 0
-        ctx.seq_rm(0, n, -1)
+        n = ctx.seq_truncate(0, n)
         cached[:] = key[:n]
         self._exact0 = n
         return n
