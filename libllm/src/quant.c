@@ -120,21 +120,150 @@ static float q4_0_dot(const void *row, const float *x, int64_t n) {
     return sum;
 }
 
+/* ---- Q4_1, Q5_0, Q5_1: 32-value blocks (dequantization and the f32 dot product only) ---- */
+
+/* the 5-bit values of a Q5_0 / Q5_1 block: low 4 bits from the nibbles, bit 4 from qh */
+static void q5_values(const uint8_t qs[16], const uint8_t qh[4], int q[32]) {
+    uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (qs[j] & 0x0f) | (int)((h >> j) & 1) << 4;
+        q[j + 16] = (qs[j] >> 4) | (int)((h >> (j + 16)) & 1) << 4;
+    }
+}
+
+static void q4_1_to_f32(const void *src, float *dst, int64_t n) {
+    const block_q4_1 *b = src;
+    for (int64_t i = 0; i < n / 32; i++) {
+        float d = f16_to_f32(b[i].d), m = f16_to_f32(b[i].m);
+        for (int j = 0; j < 16; j++) {
+            dst[i * 32 + j] = (b[i].qs[j] & 0x0f) * d + m;
+            dst[i * 32 + j + 16] = (b[i].qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+static void q5_0_to_f32(const void *src, float *dst, int64_t n) {
+    const block_q5_0 *b = src;
+    for (int64_t i = 0; i < n / 32; i++) {
+        float d = f16_to_f32(b[i].d);
+        int q[32];
+        q5_values(b[i].qs, b[i].qh, q);
+        for (int j = 0; j < 32; j++) dst[i * 32 + j] = (float)(q[j] - 16) * d;
+    }
+}
+
+static void q5_1_to_f32(const void *src, float *dst, int64_t n) {
+    const block_q5_1 *b = src;
+    for (int64_t i = 0; i < n / 32; i++) {
+        float d = f16_to_f32(b[i].d), m = f16_to_f32(b[i].m);
+        int q[32];
+        q5_values(b[i].qs, b[i].qh, q);
+        for (int j = 0; j < 32; j++) dst[i * 32 + j] = (float)q[j] * d + m;
+    }
+}
+
+/* ---- Q4_K, Q5_K, Q6_K: 256-value super-blocks (quant.h has the layouts) ---- */
+
+static void q4_k_to_f32(const void *src, float *dst, int64_t n) {
+    const block_q4_k *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
+        uint8_t sc[8], m[8];
+        kq_scale_min(b[i].scales, sc, m);
+        for (int j = 0; j < 8; j++) {
+            float dj = d * sc[j], mj = dmin * m[j];
+            const uint8_t *q = b[i].qs + 32 * (j / 2);
+            int shift = 4 * (j % 2);
+            for (int l = 0; l < 32; l++) dst[32 * j + l] = dj * (float)((q[l] >> shift) & 15) - mj;
+        }
+    }
+}
+
+static void q5_k_to_f32(const void *src, float *dst, int64_t n) {
+    const block_q5_k *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
+        uint8_t sc[8], m[8];
+        kq_scale_min(b[i].scales, sc, m);
+        for (int j = 0; j < 8; j++) {
+            float dj = d * sc[j], mj = dmin * m[j];
+            const uint8_t *q = b[i].qs + 32 * (j / 2);
+            int shift = 4 * (j % 2);
+            for (int l = 0; l < 32; l++) {
+                int v = ((q[l] >> shift) & 15) | ((b[i].qh[l] >> j) & 1) << 4;
+                dst[32 * j + l] = dj * (float)v - mj;
+            }
+        }
+    }
+}
+
+/* the 6-bit value of element e (0..255) of a Q6_K super-block, minus 32 */
+static inline int q6_k_value(const block_q6_k *b, int e) {
+    int h = e / 128, k = (e / 32) % 4, l = e % 32;
+    int lo = (b->ql[64 * h + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 15;
+    int hi = (b->qh[32 * h + l] >> (2 * k)) & 3;
+    return (lo | hi << 4) - 32;
+}
+
+static void q6_k_to_f32(const void *src, float *dst, int64_t n) {
+    const block_q6_k *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        float d = f16_to_f32(b[i].d);
+        for (int g = 0; g < 16; g++) {
+            float dg = d * b[i].scales[g];
+            for (int l = 0; l < 16; l++) dst[16 * g + l] = dg * (float)q6_k_value(&b[i], 16 * g + l);
+        }
+    }
+}
+
+/* The f32 dot product of a block-quantized row: the row dequantized one block at a time
+ * (to_f32 above), then multiplied; for the types whose kernels are not specialised. */
+static float dot_by_blocks(to_f32_fn to_f32, int64_t block, int64_t block_bytes,
+                           const void *row, const float *x, int64_t n) {
+    float tmp[QK_K], sum = 0.0f;
+    for (int64_t i = 0; i < n / block; i++) {
+        to_f32((const uint8_t *)row + i * block_bytes, tmp, block);
+        float s = 0.0f;
+        for (int64_t j = 0; j < block; j++) s += tmp[j] * x[i * block + j];
+        sum += s;
+    }
+    return sum;
+}
+
+static float q4_1_dot(const void *row, const float *x, int64_t n) {
+    return dot_by_blocks(q4_1_to_f32, 32, sizeof(block_q4_1), row, x, n);
+}
+static float q5_0_dot(const void *row, const float *x, int64_t n) {
+    return dot_by_blocks(q5_0_to_f32, 32, sizeof(block_q5_0), row, x, n);
+}
+static float q5_1_dot(const void *row, const float *x, int64_t n) {
+    return dot_by_blocks(q5_1_to_f32, 32, sizeof(block_q5_1), row, x, n);
+}
+static float q4_k_dot(const void *row, const float *x, int64_t n) {
+    return dot_by_blocks(q4_k_to_f32, QK_K, sizeof(block_q4_k), row, x, n);
+}
+static float q5_k_dot(const void *row, const float *x, int64_t n) {
+    return dot_by_blocks(q5_k_to_f32, QK_K, sizeof(block_q5_k), row, x, n);
+}
+static float q6_k_dot(const void *row, const float *x, int64_t n) {
+    return dot_by_blocks(q6_k_to_f32, QK_K, sizeof(block_q6_k), row, x, n);
+}
+
 /* Every id GGUF defines, with its block geometry; kernels where libllm computes with it. */
 static const type_traits g_types[TYPE_COUNT] = {
     [0] = {"F32", 1, 4, f32_to_f32, f32_from_f32, f32_dot},
     [1] = {"F16", 1, 2, f16_row_to_f32, f16_row_from_f32, f16_dot},
     [2] = {"Q4_0", 32, 18, q4_0_to_f32, q4_0_from_f32, q4_0_dot},
-    [3] = {"Q4_1", 32, 20, 0, 0, 0},
-    [6] = {"Q5_0", 32, 22, 0, 0, 0},
-    [7] = {"Q5_1", 32, 24, 0, 0, 0},
+    [3] = {"Q4_1", 32, 20, q4_1_to_f32, 0, q4_1_dot},
+    [6] = {"Q5_0", 32, 22, q5_0_to_f32, 0, q5_0_dot},
+    [7] = {"Q5_1", 32, 24, q5_1_to_f32, 0, q5_1_dot},
     [8] = {"Q8_0", 32, 34, q8_0_to_f32, q8_0_from_f32, q8_0_dot},
     [9] = {"Q8_1", 32, 40, 0, 0, 0},
     [10] = {"Q2_K", 256, 84, 0, 0, 0},
     [11] = {"Q3_K", 256, 110, 0, 0, 0},
-    [12] = {"Q4_K", 256, 144, 0, 0, 0},
-    [13] = {"Q5_K", 256, 176, 0, 0, 0},
-    [14] = {"Q6_K", 256, 210, 0, 0, 0},
+    [12] = {"Q4_K", 256, 144, q4_k_to_f32, 0, q4_k_dot},
+    [13] = {"Q5_K", 256, 176, q5_k_to_f32, 0, q5_k_dot},
+    [14] = {"Q6_K", 256, 210, q6_k_to_f32, 0, q6_k_dot},
     [15] = {"Q8_K", 256, 292, 0, 0, 0},
     [16] = {"IQ2_XXS", 256, 66, 0, 0, 0},
     [17] = {"IQ2_XS", 256, 74, 0, 0, 0},

@@ -67,10 +67,53 @@ static float *rnd_floats(int64_t n, float scale) {
     return x;
 }
 
-static const uint32_t g_types[] = {TYPE_F32, TYPE_F16, TYPE_BF16, TYPE_Q8_0, TYPE_Q4_0};
+static const uint32_t g_types[] = {TYPE_F32, TYPE_F16, TYPE_BF16, TYPE_Q8_0, TYPE_Q4_0,
+                                   TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K};
 #define N_TYPES (sizeof g_types / sizeof g_types[0])
 
-static bool is_quant(uint32_t type) { return type == TYPE_Q8_0 || type == TYPE_Q4_0; }
+static bool is_kquant(uint32_t type) {
+    return type == TYPE_Q4_K || type == TYPE_Q5_K || type == TYPE_Q6_K;
+}
+
+static bool is_quant(uint32_t type) {
+    return type == TYPE_Q8_0 || type == TYPE_Q4_0 || is_kquant(type);
+}
+
+/* values per activation block: block_q8a for Q8_0 / Q4_0, block_q8k for the K-quants */
+static int act_block(uint32_t type) { return is_kquant(type) ? QK_K : QK8A; }
+
+/* the f32 values of activation row t as the scalar level quantized it */
+static void act_values(uint32_t type, const uint8_t *act, int64_t n, float *out) {
+    for (int64_t i = 0; i < n; i++) {
+        if (is_kquant(type)) {
+            const block_q8k *blk = (const block_q8k *)act + i / QK_K;
+            out[i] = blk->qs[i % QK_K] * blk->d;
+        } else {
+            const block_q8a *blk = (const block_q8a *)act + i / QK8A;
+            out[i] = blk->qs[i % QK8A] * blk->d;
+        }
+    }
+}
+
+/* A random K-quant row: every byte random (any byte is a valid packed value or scale), the
+ * f16 super-block scales set to finite values of realistic size. libllm has no K-quant
+ * quantizer: the kernels only read these formats. */
+static void rnd_kquant_row(uint32_t type, uint8_t *row, int64_t n) {
+    size_t bb = type == TYPE_Q4_K ? sizeof(block_q4_k)
+              : type == TYPE_Q5_K ? sizeof(block_q5_k) : sizeof(block_q6_k);
+    for (size_t i = 0; i < bb * (size_t)(n / QK_K); i++) row[i] = (uint8_t)rnd_u64();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        uint8_t *blk = row + b * bb;
+        uint16_t d = f32_to_f16(0.002f + 0.004f * fabsf(rnd_f()));
+        uint16_t dmin = f32_to_f16(0.01f + 0.02f * fabsf(rnd_f()));
+        if (type == TYPE_Q6_K) {
+            memcpy(&((block_q6_k *)blk)->d, &d, 2);
+        } else {
+            memcpy(&((block_q4_k *)blk)->d, &d, 2);      /* same offsets in Q5_K */
+            memcpy(&((block_q4_k *)blk)->dmin, &dmin, 2);
+        }
+    }
+}
 
 /* nrows random rows of a type (through quant.c's from_f32), and their exact f32 values */
 static uint8_t *rnd_rows(uint32_t type, int64_t n, int64_t nrows, uint64_t *row_bytes,
@@ -80,10 +123,14 @@ static uint8_t *rnd_rows(uint32_t type, int64_t n, int64_t nrows, uint64_t *row_
     float *v = malloc(sizeof(float) * (size_t)(n * nrows));
     const type_traits *tt = type_traits_get(type);
     for (int64_t r = 0; r < nrows; r++) {
-        float *x = rnd_floats(n, 1.0f);
-        tt->from_f32(x, w + r * *row_bytes, n);
+        if (is_kquant(type)) {
+            rnd_kquant_row(type, w + r * *row_bytes, n);
+        } else {
+            float *x = rnd_floats(n, 1.0f);
+            tt->from_f32(x, w + r * *row_bytes, n);
+            free(x);
+        }
         tt->to_f32(w + r * *row_bytes, v + r * n, n);
-        free(x);
     }
     *values = v;
     return w;
@@ -99,15 +146,16 @@ static double order_tol(int64_t n, double sum_abs) {
     return 8.0 * sqrt((double)n) * FLT_EPSILON * sum_abs + 1e-30;
 }
 
-/* the bound on |dot(w, x) - dot(w, dequant(quant(x)))|: half a quantization step per value */
-static double q8a_tol(const float *w, const float *x, int64_t n) {
+/* the bound on |dot(w, x) - dot(w, dequant(quant(x)))|: half a quantization step per value,
+ * max|x_block| / 254 for activation blocks of bs values (32 or 256) */
+static double q8a_tol(const float *w, const float *x, int64_t n, int bs) {
     double s = 0.0;
-    for (int64_t b = 0; b < n / QK8A; b++) {
+    for (int64_t b = 0; b < n / bs; b++) {
         float amax = 0.0f;
         double wsum = 0.0;
-        for (int j = 0; j < QK8A; j++) {
-            amax = fmaxf(amax, fabsf(x[b * QK8A + j]));
-            wsum += fabs(w[b * QK8A + j]);
+        for (int j = 0; j < bs; j++) {
+            amax = fmaxf(amax, fabsf(x[b * bs + j]));
+            wsum += fabs(w[b * bs + j]);
         }
         s += (amax / 254.0) * wsum * (1.0 + 1e-5);
     }
@@ -161,13 +209,63 @@ static void test_quantize(const cpu_kernels *k, const cpu_kernels *ref) {
     }
 }
 
+/* block_q8k: every level's K-quant activation rows byte for byte as the scalar level's, the
+ * sums right, each value within half a step */
+static void test_quantize_q8k(const cpu_kernels *k) {
+    static const int64_t sizes[] = {256, 768, 4352};
+    for (size_t si = 0; si < 3; si++) {
+        int64_t n = sizes[si];
+        float *x = rnd_floats(n, 3.0f);
+        for (int64_t i = 0; i < n; i += 97) x[i] *= 5.0f;      /* outliers set the scales */
+        size_t bytes = (size_t)q8k_row_bytes(n);
+        uint8_t *a = malloc(bytes + 64), *b = malloc(bytes);
+        memset(a + bytes, 0x5a, 64);
+        const mm_kernel *ks[] = {&k->q4_k, &k->q5_k, &k->q6_k};
+        cpu_quantize_q8k(x, b, n);
+        for (int ti = 0; ti < 3; ti++) {
+            if (!ks[ti]->tile) continue;
+            CHECK(ks[ti]->act_bytes(n) == (int64_t)bytes, "%s q8k act_bytes", k->name);
+            ks[ti]->quantize(x, a, n);
+            CHECK(memcmp(a, b, bytes) == 0, "%s quantize_q8k n=%lld differs from scalar", k->name,
+                  (long long)n);
+            bool guard = true;
+            for (int i = 0; i < 64; i++) guard &= a[bytes + i] == 0x5a;
+            CHECK(guard, "%s quantize_q8k n=%lld wrote past its output", k->name, (long long)n);
+        }
+        const block_q8k *blk = (const block_q8k *)b;
+        double worst = 0.0;
+        bool sums = true;
+        for (int64_t i = 0; i < n; i++) {
+            const block_q8k *q = &blk[i / QK_K];
+            worst = fmax(worst, fabs(x[i] - q->qs[i % QK_K] * q->d) / (q->d * 0.5 * (1 + 1e-6)));
+        }
+        for (int64_t bi = 0; bi < n / QK_K; bi++) {
+            for (int j = 0; j < 8; j++) {
+                int s = 0;
+                for (int l = 0; l < 32; l++) s += blk[bi].qs[32 * j + l];
+                sums &= blk[bi].sums[j] == s;
+            }
+        }
+        CHECK(worst <= 1.0, "quantize_q8k n=%lld error %.3f half-steps", (long long)n, worst);
+        CHECK(sums, "quantize_q8k n=%lld sums", (long long)n);
+        free(x);
+        free(a);
+        free(b);
+    }
+}
+
 static void test_vec_dot_and_tile(const cpu_kernels *k, const cpu_kernels *ref, uint32_t type) {
     static const int64_t float_sizes[] = {1, 7, 33, 257, 1001, 4128};
     static const int64_t quant_sizes[] = {32, 64, 96, 160, 4128};
-    const int64_t *sizes = is_quant(type) ? quant_sizes : float_sizes;
-    size_t n_sizes = is_quant(type) ? 5 : 6;
+    static const int64_t kquant_sizes[] = {256, 768, 1792, 4352};   /* 1, 3, 7, 17 blocks */
+    const int64_t *sizes = is_kquant(type) ? kquant_sizes : is_quant(type) ? quant_sizes : float_sizes;
+    size_t n_sizes = is_kquant(type) ? 4 : is_quant(type) ? 5 : 6;
     const mm_kernel *mk = cpu_kernels_mm(k, type), *mr = cpu_kernels_mm(ref, type);
     const char *tn = type_traits_get(type)->name;
+    if (!mk) {                 /* a level without this type: the backend takes the reference path */
+        printf("level %s: no %s kernel, skipped\n", k->name, tn);
+        return;
+    }
     for (size_t si = 0; si < n_sizes; si++) {
         int64_t n = sizes[si];
         uint64_t rb;
@@ -181,8 +279,7 @@ static void test_vec_dot_and_tile(const cpu_kernels *k, const cpu_kernels *ref, 
         float *xa = malloc(sizeof(float) * (size_t)(n * MM_TILE_TOKS));
         for (int t = 0; t < MM_TILE_TOKS; t++) {
             if (is_quant(type)) {
-                const block_q8a *blk = (const block_q8a *)(ra + t * ras);
-                for (int64_t i = 0; i < n; i++) xa[t * n + i] = blk[i / QK8A].qs[i % QK8A] * blk[i / QK8A].d;
+                act_values(type, ra + t * ras, n, xa + t * n);
             } else {
                 memcpy(xa + t * n, x + t * n, sizeof(float) * (size_t)n);
             }
@@ -206,7 +303,7 @@ static void test_vec_dot_and_tile(const cpu_kernels *k, const cpu_kernels *ref, 
                 for (int r = 0; r < MM_TILE_ROWS; r++) {
                     float want = dot(w + r * rb, x + t * n, n);
                     double tl = order_tol(n, sum_abs_prod(wv + r * n, x + t * n, n)) +
-                                (is_quant(type) ? q8a_tol(wv + r * n, x + t * n, n) : 0.0);
+                                (is_quant(type) ? q8a_tol(wv + r * n, x + t * n, n, act_block(type)) : 0.0);
                     CHECK(fabs(expect[t][r] - want) <= tl, "scalar %s n=%lld: %.9g vs "
                           "reference %.9g (tol %.3g)", tn, (long long)n, expect[t][r], want, tl);
                 }
@@ -432,6 +529,7 @@ static void test_pv(const cpu_kernels *k, const cpu_kernels *ref) {
 static void test_level(const cpu_kernels *k) {
     const cpu_kernels *ref = cpu_kernels_scalar();
     test_quantize(k, ref);
+    test_quantize_q8k(k);
     for (size_t i = 0; i < N_TYPES; i++) test_vec_dot_and_tile(k, ref, g_types[i]);
     test_helpers(k, ref);
     test_pv(k, ref);
@@ -443,7 +541,7 @@ static void test_level(const cpu_kernels *k) {
  * the scalar reference path */
 static void test_matmul_op(int n_threads, int64_t max_row) {
     static const int toks[] = {1, 3, 17};
-    static const int64_t n_ins[] = {96, 4128};
+    static const int64_t n_ins[] = {96, 4128}, k_n_ins[] = {768, 3840};
     const int64_t n_out = 37;                 /* not a multiple of the 4-row tile */
     llm_backend *be;
     /* max_tok 8 < 17: the 17-token matmuls run in several passes through the scratch */
@@ -451,7 +549,7 @@ static void test_matmul_op(int n_threads, int64_t max_row) {
     for (size_t ti = 0; ti < N_TYPES; ti++) {
         uint32_t type = g_types[ti];
         for (size_t ni = 0; ni < 2; ni++) {
-            int64_t n = n_ins[ni];
+            int64_t n = is_kquant(type) ? k_n_ins[ni] : n_ins[ni];
             uint64_t rb;
             float *wv;
             uint8_t *wd = rnd_rows(type, n, n_out, &rb, &wv);
@@ -477,7 +575,7 @@ static void test_matmul_op(int n_threads, int64_t max_row) {
                         const float *xr = x + t * ldx, *wr = wv + o * n;
                         double want = dot(wd + o * rb, xr, n);
                         double tl = order_tol(n, sum_abs_prod(wr, xr, n)) * 2 +
-                                    (is_quant(type) ? q8a_tol(wr, xr, n) : 0.0);
+                                    (is_quant(type) ? q8a_tol(wr, xr, n, act_block(type)) : 0.0);
                         ok &= !isnan(v) && fabs(v - want) <= tl;
                         worst = fmax(worst, fabs(v - want) / tl);
                     }

@@ -205,6 +205,149 @@ static float neon_vec_dot_q4_0(int64_t n, const void *w, const void *a) {
     return y;
 }
 
+/* ---- Q4_K, Q5_K, Q6_K weights with block_q8k activations ----
+ * 16 values at a time as signed bytes (Q4_K 0..15, Q5_K 0..31, Q6_K q - 32), products widened
+ * to 16 bits and added pairwise into 32-bit lanes, times the sub-block scale (VMLA by a
+ * scalar); one conversion to float per super-block. Activations are quantized by the scalar
+ * level's cpu_quantize_q8k. */
+
+enum { W_Q4_K, W_Q5_K, W_Q6_K };
+
+/* the 16 signed weights of values 16 i .. 16 i + 15 of a super-block */
+INLINE int8x16_t kq_part(int kind, const uint8_t *blk, int i) {
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
+    if (kind == W_Q6_K) {
+        const block_q6_k *q = (const block_q6_k *)blk;
+        int e = 16 * i, h = e / 128, k = (e / 32) % 4, l = e % 32;
+        uint8x16_t lo = vld1q_u8(q->ql + 64 * h + 32 * (k & 1) + l);
+        lo = k >= 2 ? vshrq_n_u8(lo, 4) : vandq_u8(lo, m4);
+        uint8x16_t hi = vld1q_u8(q->qh + 32 * h + l);
+        hi = vandq_u8(vshlq_u8(hi, vdupq_n_s8((int8_t)(-2 * k))), vdupq_n_u8(3));
+        uint8x16_t v = vorrq_u8(lo, vshlq_n_u8(hi, 4));
+        return vsubq_s8(vreinterpretq_s8_u8(v), vdupq_n_s8(32));
+    }
+    int j = i / 2, l = 16 * (i % 2);       /* sub-block j, offset l in it */
+    const uint8_t *qs = kind == W_Q4_K ? ((const block_q4_k *)blk)->qs : ((const block_q5_k *)blk)->qs;
+    uint8x16_t v = vld1q_u8(qs + 32 * (j / 2) + l);
+    v = j % 2 ? vshrq_n_u8(v, 4) : vandq_u8(v, m4);
+    if (kind == W_Q5_K) {
+        uint8x16_t h = vld1q_u8(((const block_q5_k *)blk)->qh + l);
+        h = vandq_u8(vshlq_u8(h, vdupq_n_s8((int8_t)-j)), vdupq_n_u8(1));
+        v = vorrq_u8(v, vshlq_n_u8(h, 4));
+    }
+    return vreinterpretq_s8_u8(v);
+}
+
+INLINE int32x4_t dot16(int8x16_t w, int8x16_t x) {
+    int32x4_t s = vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(x)));
+    return vpadalq_s16(s, vmull_high_s8(w, x));
+}
+
+INLINE void tile_kquant(int kind, int R, int T, int64_t n, const uint8_t *w, size_t ws,
+                        const uint8_t *a, size_t as, float *y, int64_t ldy) {
+    const size_t bb = kind == W_Q4_K ? sizeof(block_q4_k)
+                    : kind == W_Q5_K ? sizeof(block_q5_k) : sizeof(block_q6_k);
+    float32x4_t acc[MM_TILE_ROWS][MM_TILE_TOKS];
+    float mfix[MM_TILE_ROWS][MM_TILE_TOKS];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            acc[r][t] = vdupq_n_f32(0.0f);
+            mfix[r][t] = 0.0f;
+        }
+    }
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const block_q8k *ab[MM_TILE_TOKS];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) ab[t] = (const block_q8k *)(a + t * as) + b;
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wr = w + r * ws + b * bb;
+            int32_t sc[16];
+            uint8_t s8[8], m8[8];
+            float d, dmin = 0.0f;
+            if (kind == W_Q6_K) {
+                const block_q6_k *q = (const block_q6_k *)wr;
+                for (int g = 0; g < 16; g++) sc[g] = q->scales[g];
+                d = f16_to_f32(q->d);
+            } else {
+                const block_q4_k *q = (const block_q4_k *)wr;   /* same offsets in Q5_K */
+                kq_scale_min(q->scales, s8, m8);
+                for (int g = 0; g < 16; g++) sc[g] = s8[g / 2];
+                d = f16_to_f32(q->d);
+                dmin = f16_to_f32(q->dmin);
+            }
+            int32x4_t isum[MM_TILE_TOKS];
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) isum[t] = vdupq_n_s32(0);
+            for (int i = 0; i < 16; i++) {
+                int8x16_t q = kq_part(kind, wr, i);
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    isum[t] = vmlaq_n_s32(isum[t], dot16(q, vld1q_s8(ab[t]->qs + 16 * i)), sc[i]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                acc[r][t] = vfmaq_n_f32(acc[r][t], vcvtq_f32_s32(isum[t]), d * ab[t]->d);
+                if (kind != W_Q6_K) {
+                    int32_t msum = 0;
+                    for (int j = 0; j < 8; j++) msum += m8[j] * ab[t]->sums[j];
+                    mfix[r][t] -= (float)msum * (dmin * ab[t]->d);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) y[t * ldy + r] = vaddvq_f32(acc[r][t]) + mfix[r][t];
+    }
+}
+
+INLINE void tile_any_k(int kind, int64_t n, const void *w, size_t ws, int nr, const void *a,
+                       size_t as, int nt, float *y, int64_t ldy) {
+    const uint8_t *wb = w, *ab = a;
+    for (int r = 0; r < nr; r++) {
+        if (nt == 4) {
+            tile_kquant(kind, 1, 4, n, wb + r * ws, ws, ab, as, y + r, ldy);
+            continue;
+        }
+        for (int t = 0; t < nt; t++) {
+            tile_kquant(kind, 1, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+        }
+    }
+}
+
+static void neon_tile_q4_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                           size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_k(W_Q4_K, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void neon_tile_q5_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                           size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_k(W_Q5_K, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void neon_tile_q6_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                           size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_k(W_Q6_K, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static float neon_vec_dot_q4_k(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_kquant(W_Q4_K, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+static float neon_vec_dot_q5_k(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_kquant(W_Q5_K, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+static float neon_vec_dot_q6_k(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_kquant(W_Q6_K, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+
 /* ---- activation quantization ---- */
 
 static void neon_quantize_q8a(const float *x, void *out, int64_t n) {
@@ -369,6 +512,9 @@ static const cpu_kernels g_neon = {
     .bf16 = {NULL, NULL, neon_vec_dot_bf16, neon_tile_bf16},
     .q8_0 = {q8a_row_bytes, neon_quantize_q8a, neon_vec_dot_q8_0, neon_tile_q8_0},
     .q4_0 = {q8a_row_bytes, neon_quantize_q8a, neon_vec_dot_q4_0, neon_tile_q4_0},
+    .q4_k = {q8k_row_bytes, cpu_quantize_q8k, neon_vec_dot_q4_k, neon_tile_q4_k},
+    .q5_k = {q8k_row_bytes, cpu_quantize_q8k, neon_vec_dot_q5_k, neon_tile_q5_k},
+    .q6_k = {q8k_row_bytes, cpu_quantize_q8k, neon_vec_dot_q6_k, neon_tile_q6_k},
     .quantize_q8a = neon_quantize_q8a,
     .dot_f32 = neon_dot_f32,
     .axpy_f32 = neon_axpy_f32,

@@ -64,13 +64,22 @@ const cpu_kernels *cpu_kernels_get(void) {
     return g_kernels;
 }
 
-const mm_kernel *cpu_kernels_mm(const cpu_kernels *k, uint32_t type) {
+static const mm_kernel *mm_for_type(const cpu_kernels *k, uint32_t type) {
     switch (type) {
     case TYPE_F32: return &k->f32;
     case TYPE_F16: return &k->f16;
     case TYPE_BF16: return &k->bf16;
     case TYPE_Q8_0: return &k->q8_0;
     case TYPE_Q4_0: return &k->q4_0;
+    case TYPE_Q4_K: return &k->q4_k;
+    case TYPE_Q5_K: return &k->q5_k;
+    case TYPE_Q6_K: return &k->q6_k;
     default: return NULL;
     }
+}
+
+/* a level that leaves a type's kernel empty sends it to the scalar reference path */
+const mm_kernel *cpu_kernels_mm(const cpu_kernels *k, uint32_t type) {
+    const mm_kernel *m = mm_for_type(k, type);
+    return m && m->tile ? m : NULL;
 }

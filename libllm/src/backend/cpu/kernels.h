@@ -9,6 +9,18 @@
  *                              with an f32 scale (block_q8a below, or a level's own layout
  *                              of the same values): the block dot product is an exact
  *                              integer sum, scaled by d_weight * d_activation.
+ *   Q4_K, Q5_K, Q6_K weights -> activations quantized once per matmul to 8-bit blocks of 256
+ *                              (block_q8k below: one f32 scale per 256 values, and the sum
+ *                              of each 32 values). Per super-block the sub-block products
+ *                              are exact integer sums, weighted by the integer sub-block
+ *                              scales in integers too:
+ *                                Q4_K / Q5_K: d_w d_a sum_j sc_j (q_j . a_j)
+ *                                             - dmin_w d_a sum_j m_j sum(a_j)
+ *                                Q6_K:        d_w d_a sum_g sc_g ((q_g - 32) . a_g)
+ *                              so a super-block costs two float operations. The coarser
+ *                              activation step (max |x| / 127 over 256 values instead of 32)
+ *                              is what llama.cpp's Q8_K does too; its error bound is the
+ *                              same half step per value.
  * Every level (scalar, avx2, avx512, neon) implements the same scheme; kernels_scalar.c is
  * the oracle the SIMD levels are tested against, and quant.c's dot_f32 stays the reference of
  * the scheme itself. */
@@ -31,6 +43,18 @@ typedef struct block_q8a {
 } block_q8a;
 
 _Static_assert(sizeof(block_q8a) == 36, "q8a block is 36 bytes");
+
+/* An activation super-block for the K-quant weights: 256 values x[j] ~= qs[j] * d with
+ * d = max|x| / 127 over the 256, and sums[i] = qs[32 i] + ... + qs[32 i + 31] (Q4_K and Q5_K
+ * subtract their minimums with them). 276 bytes: a row never takes more than as block_q8a,
+ * which the backend's scratch is sized for. */
+typedef struct block_q8k {
+    float d;
+    int16_t sums[8];
+    int8_t qs[QK_K];
+} block_q8k;
+
+_Static_assert(sizeof(block_q8k) == 276, "q8k block is 276 bytes");
 
 typedef enum cpu_level {
     CPU_LEVEL_SCALAR = 0,
@@ -58,6 +82,9 @@ typedef float (*vec_dot_fn)(int64_t n, const void *w, const void *a);
 /* bytes of a row of n values as block_q8a */
 static inline int64_t q8a_row_bytes(int64_t n) { return n / QK8A * (int64_t)sizeof(block_q8a); }
 
+/* bytes of a row of n values as block_q8k (n a multiple of 256) */
+static inline int64_t q8k_row_bytes(int64_t n) { return n / QK_K * (int64_t)sizeof(block_q8k); }
+
 typedef struct mm_kernel {
     /* the activation format: NULL for f32 rows used as they are; else the bytes a row of n
      * values takes (n a multiple of 32) and the conversion of an f32 row into it. Levels may
@@ -73,6 +100,7 @@ typedef struct cpu_kernels {
     const char *name;            /* "scalar", "avx2", "avx512", "neon" */
     cpu_level level;
     mm_kernel f32, f16, bf16, q8_0, q4_0;
+    mm_kernel q4_k, q5_k, q6_k;  /* activations as block_q8k at every level */
 
     /* f32 row -> block_q8a row; n a multiple of 32 */
     void (*quantize_q8a)(const float *x, void *y, int64_t n);
@@ -105,6 +133,10 @@ typedef struct cpu_kernels {
  * y[i] = cap * tanh(y[i] / cap). */
 void cpu_geglu_f32(int64_t n, float *g, const float *u);
 void cpu_softcap_f32(int64_t n, float cap, float *y);
+
+/* The scalar level's f32 row -> block_q8k row (n a multiple of 256); the SIMD levels'
+ * versions write the same bytes. */
+void cpu_quantize_q8k(const float *x, void *y, int64_t n);
 
 /* The kernels of the best level this CPU runs, at most LIBLLM_CPU_LEVEL (scalar, avx2,
  * avx512, neon) when that variable is set. Chosen once, thread-safe; never NULL. */

@@ -22,6 +22,28 @@ static void scalar_quantize_q8a(const float *x, void *out, int64_t n) {
     }
 }
 
+/* One scale per 256 values; the same rounding as above, so the SIMD versions match it byte
+ * for byte. */
+void cpu_quantize_q8k(const float *x, void *out, int64_t n) {
+    block_q8k *y = out;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const float *xb = x + b * QK_K;
+        float amax = 0.0f;
+        for (int j = 0; j < QK_K; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = d;
+        for (int i = 0; i < 8; i++) {
+            int s = 0;
+            for (int j = 32 * i; j < 32 * i + 32; j++) {
+                y[b].qs[j] = (int8_t)nearbyintf(xb[j] * id);
+                s += y[b].qs[j];
+            }
+            y[b].sums[i] = (int16_t)s;
+        }
+    }
+}
+
 /* ---- vec_dot per weight type ---- */
 
 static float scalar_dot_f32(int64_t n, const float *x, const float *y) {
@@ -77,6 +99,74 @@ static float scalar_vec_dot_q4_0(int64_t n, const void *w, const void *a) {
     return sum;
 }
 
+/* K-quants: per super-block, integer sums weighted by the integer sub-block scales, then
+ * d_w * d_a (and dmin_w * d_a for the minimums); kernels.h has the scheme. */
+static float scalar_vec_dot_q4_k(int64_t n, const void *w, const void *a) {
+    const block_q4_k *wb = w;
+    const block_q8k *ab = a;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        uint8_t sc[8], m[8];
+        kq_scale_min(wb[b].scales, sc, m);
+        int32_t isum = 0, msum = 0;
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *q = wb[b].qs + 32 * (j / 2);
+            int shift = 4 * (j % 2), s = 0;
+            for (int l = 0; l < 32; l++) s += ((q[l] >> shift) & 15) * ab[b].qs[32 * j + l];
+            isum += sc[j] * s;
+            msum += m[j] * ab[b].sums[j];
+        }
+        sum += (float)isum * (f16_to_f32(wb[b].d) * ab[b].d) -
+               (float)msum * (f16_to_f32(wb[b].dmin) * ab[b].d);
+    }
+    return sum;
+}
+
+static float scalar_vec_dot_q5_k(int64_t n, const void *w, const void *a) {
+    const block_q5_k *wb = w;
+    const block_q8k *ab = a;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        uint8_t sc[8], m[8];
+        kq_scale_min(wb[b].scales, sc, m);
+        int32_t isum = 0, msum = 0;
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *q = wb[b].qs + 32 * (j / 2);
+            int shift = 4 * (j % 2), s = 0;
+            for (int l = 0; l < 32; l++) {
+                int v = ((q[l] >> shift) & 15) | ((wb[b].qh[l] >> j) & 1) << 4;
+                s += v * ab[b].qs[32 * j + l];
+            }
+            isum += sc[j] * s;
+            msum += m[j] * ab[b].sums[j];
+        }
+        sum += (float)isum * (f16_to_f32(wb[b].d) * ab[b].d) -
+               (float)msum * (f16_to_f32(wb[b].dmin) * ab[b].d);
+    }
+    return sum;
+}
+
+static float scalar_vec_dot_q6_k(int64_t n, const void *w, const void *a) {
+    const block_q6_k *wb = w;
+    const block_q8k *ab = a;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        int32_t isum = 0;
+        for (int g = 0; g < 16; g++) {
+            int s = 0;
+            for (int e = 16 * g; e < 16 * g + 16; e++) {
+                int h = e / 128, k = (e / 32) % 4, l = e % 32;
+                int lo = (wb[b].ql[64 * h + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 15;
+                int hi = (wb[b].qh[32 * h + l] >> (2 * k)) & 3;
+                s += ((lo | hi << 4) - 32) * ab[b].qs[e];
+            }
+            isum += wb[b].scales[g] * s;
+        }
+        sum += (float)isum * (f16_to_f32(wb[b].d) * ab[b].d);
+    }
+    return sum;
+}
+
 /* A tile as nr * nt single dot products; the SIMD levels share rows and tokens in registers. */
 static void scalar_tile(vec_dot_fn dot, int64_t n, const void *w, size_t ws, int nr,
                         const void *a, size_t as, int nt, float *y, int64_t ldy) {
@@ -106,6 +196,18 @@ static void scalar_tile_q8_0(int64_t n, const void *w, size_t ws, int nr, const 
 static void scalar_tile_q4_0(int64_t n, const void *w, size_t ws, int nr, const void *a,
                              size_t as, int nt, float *y, int64_t ldy) {
     scalar_tile(scalar_vec_dot_q4_0, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void scalar_tile_q4_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                             size_t as, int nt, float *y, int64_t ldy) {
+    scalar_tile(scalar_vec_dot_q4_k, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void scalar_tile_q5_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                             size_t as, int nt, float *y, int64_t ldy) {
+    scalar_tile(scalar_vec_dot_q5_k, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void scalar_tile_q6_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                             size_t as, int nt, float *y, int64_t ldy) {
+    scalar_tile(scalar_vec_dot_q6_k, n, w, ws, nr, a, as, nt, y, ldy);
 }
 
 /* ---- f32 helpers ---- */
@@ -189,6 +291,9 @@ static const cpu_kernels g_scalar = {
     .bf16 = {NULL, NULL, scalar_vec_dot_bf16, scalar_tile_bf16},
     .q8_0 = {q8a_row_bytes, scalar_quantize_q8a, scalar_vec_dot_q8_0, scalar_tile_q8_0},
     .q4_0 = {q8a_row_bytes, scalar_quantize_q8a, scalar_vec_dot_q4_0, scalar_tile_q4_0},
+    .q4_k = {q8k_row_bytes, cpu_quantize_q8k, scalar_vec_dot_q4_k, scalar_tile_q4_k},
+    .q5_k = {q8k_row_bytes, cpu_quantize_q8k, scalar_vec_dot_q5_k, scalar_tile_q5_k},
+    .q6_k = {q8k_row_bytes, cpu_quantize_q8k, scalar_vec_dot_q6_k, scalar_tile_q6_k},
     .quantize_q8a = scalar_quantize_q8a,
     .dot_f32 = scalar_dot_f32,
     .axpy_f32 = scalar_axpy_f32,

@@ -143,6 +143,196 @@ INLINE void tile_quant(int kind, int R, int T, int64_t n, const uint8_t *w, size
     }
 }
 
+/* ---- Q4_K, Q5_K, Q6_K weights with block_q8k activations ----
+ * One 32-value chunk per register: VPMADDUBSW of the unsigned weights (Q4_K 0..15, Q5_K
+ * 0..31, Q6_K 0..63) with the activations (pair sums <= 2 * 63 * 127, no saturation), Q6_K's
+ * -32 as minus VPMADDUBSW(32, a); then VPMADDWD with the 16-bit sub-block scales into 32-bit
+ * lanes (<= 2 * 8128 * 128 per chunk, 8 chunks: far from overflow). Per super-block one
+ * conversion to float; the minimums of Q4_K / Q5_K are 8 x 8 products with block_q8k's
+ * sums. */
+
+enum { W_Q4_K, W_Q5_K, W_Q6_K };
+
+/* [sc0..7, m0..7] of a Q4_K / Q5_K super-block as bytes (quant.h's kq_scale_min on 32-bit
+ * words u0, u1, u2 of the 12 packed bytes): sc0..3 = u0 & 63, sc4..7 = (u2 & 15) |
+ * (u0 >> 6) << 4, m0..3 = u1 & 63, m4..7 = (u2 >> 4) | (u1 >> 6) << 4, per byte. Reads 16
+ * bytes from `packed`: qh / qs follow the scales in both blocks. */
+INLINE __m128i kq_scale_min_bytes(const uint8_t *packed) {
+    __m128i v = _mm_loadu_si128((const __m128i *)packed);
+    __m128i lo = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0));             /* u0 u2 u1 u2 */
+    lo = _mm_srlv_epi32(lo, _mm_setr_epi32(0, 0, 0, 4));
+    lo = _mm_and_si128(lo, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    __m128i hi = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0));             /* u0 u0 u1 u1 */
+    hi = _mm_and_si128(_mm_srli_epi32(hi, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm_or_si128(lo, hi);
+}
+
+/* [sc0..7, m0..7] of a Q4_K / Q5_K super-block as 16-bit lanes */
+INLINE __m256i kq_scales16(const uint8_t *packed) {
+    return _mm256_cvtepu8_epi16(kq_scale_min_bytes(packed));
+}
+
+/* 16-bit lane e of v (e < 16) in all 16 lanes */
+INLINE __m256i bcast16(__m256i v, int e) {
+    __m256i pair = _mm256_permutevar8x32_epi32(v, _mm256_set1_epi32(e / 2));
+    return _mm256_shuffle_epi8(pair, _mm256_set1_epi16((short)(e % 2 ? 0x0302 : 0x0100)));
+}
+
+/* Q6_K: lanes 0..7 of the result hold 16-bit lane 2 c of v, lanes 8..15 lane 2 c + 1 */
+INLINE __m256i bcast16_pair(__m256i v, int c) {
+    __m256i pair = _mm256_permutevar8x32_epi32(v, _mm256_set1_epi32(c));
+    return _mm256_shuffle_epi8(pair, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                      2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+}
+
+/* the 32 unsigned weights of chunk c (values 32 c .. 32 c + 31) of a super-block */
+INLINE __m256i kq_chunk(int kind, const uint8_t *blk, int c) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    if (kind == W_Q6_K) {
+        const block_q6_k *q = (const block_q6_k *)blk;
+        int h = c / 4, k = c % 4;
+        __m256i lo = _mm256_loadu_si256((const __m256i *)(q->ql + 64 * h + 32 * (k & 1)));
+        lo = _mm256_and_si256(_mm256_srli_epi16(lo, 4 * (k >> 1)), m4);
+        __m256i hi = _mm256_loadu_si256((const __m256i *)(q->qh + 32 * h));
+        hi = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * k), _mm256_set1_epi8(3));
+        return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+    }
+    const uint8_t *qs = kind == W_Q4_K ? ((const block_q4_k *)blk)->qs : ((const block_q5_k *)blk)->qs;
+    __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * (c / 2)));
+    v = _mm256_and_si256(_mm256_srli_epi16(v, 4 * (c % 2)), m4);
+    if (kind == W_Q5_K) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh);
+        h = _mm256_and_si256(_mm256_srli_epi16(h, c), _mm256_set1_epi8(1));
+        v = _mm256_or_si256(v, _mm256_slli_epi16(h, 4));
+    }
+    return v;
+}
+
+INLINE void tile_kquant(int kind, int R, int T, int64_t n, const uint8_t *w, size_t ws,
+                        const uint8_t *a, size_t as, float *y, int64_t ldy) {
+    const size_t bb = kind == W_Q4_K ? sizeof(block_q4_k)
+                    : kind == W_Q5_K ? sizeof(block_q5_k) : sizeof(block_q6_k);
+    __m256 acc[MM_TILE_ROWS][MM_TILE_TOKS];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const block_q8k *ab[MM_TILE_TOKS];
+        const uint8_t *wr[MM_TILE_ROWS];
+        __m256i sc[MM_TILE_ROWS], isum[MM_TILE_ROWS][MM_TILE_TOKS];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) ab[t] = (const block_q8k *)(a + t * as) + b;
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            wr[r] = w + r * ws + b * bb;
+            if (kind == W_Q6_K) {
+                sc[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const block_q6_k *)wr[r])->scales));
+            } else {
+                sc[r] = kq_scales16(((const block_q4_k *)wr[r])->scales);   /* same offset in Q5_K */
+            }
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) isum[r][t] = _mm256_setzero_si256();
+        }
+        #pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            __m256i x[MM_TILE_TOKS], x32[MM_TILE_TOKS];
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                x[t] = _mm256_loadu_si256((const __m256i *)(ab[t]->qs + 32 * c));
+                if (kind == W_Q6_K) x32[t] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), x[t]);
+            }
+            #pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m256i q = kq_chunk(kind, wr[r], c);
+                __m256i s = kind == W_Q6_K ? bcast16_pair(sc[r], c) : bcast16(sc[r], c);
+                #pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    __m256i p = _mm256_maddubs_epi16(q, x[t]);
+                    if (kind == W_Q6_K) p = _mm256_sub_epi16(p, x32[t]);
+                    isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(p, s));
+                }
+            }
+        }
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            float d, dmin = 0.0f;
+            __m128i mins = _mm_setzero_si128();
+            if (kind == W_Q6_K) {
+                d = _cvtsh_ss(((const block_q6_k *)wr[r])->d);
+            } else {
+                const block_q4_k *q = (const block_q4_k *)wr[r];   /* same offsets in Q5_K */
+                d = _cvtsh_ss(q->d);
+                dmin = _cvtsh_ss(q->dmin);
+                mins = _mm256_extracti128_si256(sc[r], 1);
+            }
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), _mm256_set1_ps(d * ab[t]->d), acc[r][t]);
+                if (kind != W_Q6_K) {
+                    __m128i m = _mm_madd_epi16(mins, _mm_loadu_si128((const __m128i *)ab[t]->sums));
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_zextsi128_si256(m)),
+                                                _mm256_set1_ps(-dmin * ab[t]->d), acc[r][t]);
+                }
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) y[t * ldy + r] = hsum256(acc[r][t]);
+    }
+}
+
+INLINE void tile_any_k(int kind, int64_t n, const void *w, size_t ws, int nr, const void *a,
+                       size_t as, int nt, float *y, int64_t ldy) {
+    const uint8_t *wb = w, *ab = a;
+    int r = 0;
+    if (nt > 1) {              /* 2 x 2 tiles, as for Q4_0 */
+        for (; r + 2 <= nr; r += 2) {
+            int t = 0;
+            for (; t + 2 <= nt; t += 2) {
+                tile_kquant(kind, 2, 2, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+            }
+            if (t < nt) tile_kquant(kind, 2, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+        }
+    }
+    for (; r < nr; r++) {
+        for (int t = 0; t < nt; t++) {
+            tile_kquant(kind, 1, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+        }
+    }
+}
+
+static void avx2_tile_q4_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                           size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_k(W_Q4_K, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void avx2_tile_q5_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                           size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_k(W_Q5_K, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void avx2_tile_q6_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                           size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_k(W_Q6_K, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static float avx2_vec_dot_q4_k(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_kquant(W_Q4_K, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+static float avx2_vec_dot_q5_k(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_kquant(W_Q5_K, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+static float avx2_vec_dot_q6_k(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_kquant(W_Q6_K, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+
 /* ---- per-type entry points: 16 registers hold a 2 x 2 tile (4 x 2 for the float types);
  * larger tiles are covered by several, edges by 1 x 1 ---- */
 
@@ -249,6 +439,38 @@ static void avx2_quantize_q8a(const float *x, void *out, int64_t n) {
         __m256i p8 = _mm256_packs_epi16(p16a, p16b);
         p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)y[b].qs, p8);
+    }
+}
+
+/* 256 values per block_q8k: the same bytes as cpu_quantize_q8k (one scale for the 256, half
+ * to even rounding) */
+static void avx2_quantize_q8k(const float *x, void *out, int64_t n) {
+    block_q8k *y = out;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const float *xb = x + b * QK_K;
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < QK_K / 8; k++) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + 8 * k)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float d = _mm_cvtss_f32(m4) / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = d;
+        __m256 vid = _mm256_set1_ps(id);
+        for (int c = 0; c < 8; c++) {
+            __m256i i[4];
+            for (int k = 0; k < 4; k++) i[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 32 * c + 8 * k), vid));
+            __m256i s = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+            y[b].sums[c] = (int16_t)_mm_cvtsi128_si32(s4);
+            __m256i p16a = _mm256_packs_epi32(i[0], i[1]), p16b = _mm256_packs_epi32(i[2], i[3]);
+            __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+            p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(y[b].qs + 32 * c), p8);
+        }
     }
 }
 
@@ -441,6 +663,9 @@ static const cpu_kernels g_avx2 = {
     .bf16 = {NULL, NULL, avx2_vec_dot_bf16, avx2_tile_bf16},
     .q8_0 = {q8a_row_bytes, avx2_quantize_q8a, avx2_vec_dot_q8_0, avx2_tile_q8_0},
     .q4_0 = {q8a_row_bytes, avx2_quantize_q8a, avx2_vec_dot_q4_0, avx2_tile_q4_0},
+    .q4_k = {q8k_row_bytes, avx2_quantize_q8k, avx2_vec_dot_q4_k, avx2_tile_q4_k},
+    .q5_k = {q8k_row_bytes, avx2_quantize_q8k, avx2_vec_dot_q5_k, avx2_tile_q5_k},
+    .q6_k = {q8k_row_bytes, avx2_quantize_q8k, avx2_vec_dot_q6_k, avx2_tile_q6_k},
     .quantize_q8a = avx2_quantize_q8a,
     .dot_f32 = avx2_dot_f32,
     .axpy_f32 = avx2_axpy_f32,

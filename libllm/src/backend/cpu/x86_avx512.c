@@ -204,6 +204,206 @@ INLINE void tile_quant(int kind, int R, int T, int64_t n, const uint8_t *w, size
     }
 }
 
+/* ---- Q4_K, Q5_K, Q6_K weights with block_q8k activations ----
+ * One 64-value chunk per register (Q4_K / Q5_K: the low and high nibbles of 32 bytes, that
+ * is sub-blocks 2 c and 2 c + 1; Q6_K: four groups of 16), in the activations' own order, so
+ * block_q8k is used as it is. VPMADDUBSW of the unsigned weights with the activations (Q6_K's
+ * -32 as minus VPMADDUBSW(32, a)), VPMADDWD with the 16-bit scales of each lane's group: the
+ * integer sums of the AVX2 level, twice as wide. One conversion to float per super-block. */
+
+enum { W_Q4_K, W_Q5_K, W_Q6_K };
+
+/* [sc0..7, m0..7] of a Q4_K / Q5_K super-block as bytes (quant.h's kq_scale_min on 32-bit
+ * words u0, u1, u2 of the 12 packed bytes): sc0..3 = u0 & 63, sc4..7 = (u2 & 15) |
+ * (u0 >> 6) << 4, m0..3 = u1 & 63, m4..7 = (u2 >> 4) | (u1 >> 6) << 4, per byte. Reads 16
+ * bytes from `packed`: qh / qs follow the scales in both blocks. */
+INLINE __m128i kq_scale_min_bytes(const uint8_t *packed) {
+    __m128i v = _mm_loadu_si128((const __m128i *)packed);
+    __m128i lo = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0));             /* u0 u2 u1 u2 */
+    lo = _mm_srlv_epi32(lo, _mm_setr_epi32(0, 0, 0, 4));
+    lo = _mm_and_si128(lo, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    __m128i hi = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0));             /* u0 u0 u1 u1 */
+    hi = _mm_and_si128(_mm_srli_epi32(hi, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm_or_si128(lo, hi);
+}
+
+/* [sc0..7, m0..7] of a Q4_K / Q5_K super-block, or Q6_K's 16 scales, as 16-bit lanes */
+INLINE __m512i kq_scales16(int kind, const uint8_t *blk) {
+    __m256i s;
+    if (kind == W_Q6_K) {
+        s = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const block_q6_k *)blk)->scales));
+    } else {
+        s = _mm256_cvtepu8_epi16(kq_scale_min_bytes(((const block_q4_k *)blk)->scales));  /* same offset in Q5_K */
+    }
+    return _mm512_castsi256_si512(s);
+}
+
+/* the scale of each 16-bit product lane of chunk c: Q4_K / Q5_K lanes 0..15 sc[2 c], 16..31
+ * sc[2 c + 1]; Q6_K lanes 8 g .. 8 g + 7 scale 4 c + g */
+INLINE __m512i kq_lane_scales(int kind, __m512i sc, int c) {
+    __m512i idx;
+    if (kind == W_Q6_K) {
+        idx = _mm512_add_epi16(_mm512_set1_epi16((short)(4 * c)),
+                               _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+                                                                  15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3));
+    } else {
+        idx = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+    }
+    return _mm512_permutexvar_epi16(idx, sc);
+}
+
+/* two 32-byte halves as one register */
+INLINE __m512i join256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* the 64 unsigned weights of chunk c (values 64 c .. 64 c + 63) of a super-block */
+INLINE __m512i kq_chunk(int kind, const uint8_t *blk, int c) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    if (kind == W_Q6_K) {
+        const block_q6_k *q = (const block_q6_k *)blk;
+        int h = c / 2, k0 = 2 * (c % 2);     /* values 128 h + 32 k, k = k0, k0 + 1 */
+        __m512i lo = _mm512_loadu_si512(q->ql + 64 * h);
+        lo = _mm512_and_si512(_mm512_srli_epi16(lo, 4 * (k0 >> 1)), m4);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(q->qh + 32 * h));
+        __m512i hi = join256(_mm256_srli_epi16(qh, 2 * k0), _mm256_srli_epi16(qh, 2 * k0 + 2));
+        hi = _mm512_and_si512(hi, _mm512_set1_epi8(3));
+        return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+    }
+    const uint8_t *qs = kind == W_Q4_K ? ((const block_q4_k *)blk)->qs : ((const block_q5_k *)blk)->qs;
+    __m256i p = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+    __m512i v = _mm512_and_si512(join256(p, _mm256_srli_epi16(p, 4)), m4);
+    if (kind == W_Q5_K) {
+        __m256i qh = _mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh);
+        __m512i h = join256(_mm256_srli_epi16(qh, 2 * c), _mm256_srli_epi16(qh, 2 * c + 1));
+        h = _mm512_and_si512(h, _mm512_set1_epi8(1));
+        v = _mm512_or_si512(v, _mm512_slli_epi16(h, 4));
+    }
+    return v;
+}
+
+INLINE void tile_kquant(int kind, int R, int T, int64_t n, const uint8_t *w, size_t ws,
+                        const uint8_t *a, size_t as, float *y, int64_t ldy) {
+    const size_t bb = kind == W_Q4_K ? sizeof(block_q4_k)
+                    : kind == W_Q5_K ? sizeof(block_q5_k) : sizeof(block_q6_k);
+    __m512 acc[MM_TILE_ROWS][MM_TILE_TOKS];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const block_q8k *ab[MM_TILE_TOKS];
+        const uint8_t *wr[MM_TILE_ROWS];
+        __m512i sc[MM_TILE_ROWS], isum[MM_TILE_ROWS][MM_TILE_TOKS];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) ab[t] = (const block_q8k *)(a + t * as) + b;
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            wr[r] = w + r * ws + b * bb;
+            sc[r] = kq_scales16(kind, wr[r]);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i x[MM_TILE_TOKS], x32[MM_TILE_TOKS];
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                x[t] = _mm512_loadu_si512(ab[t]->qs + 64 * c);
+                if (kind == W_Q6_K) x32[t] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), x[t]);
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i q = kq_chunk(kind, wr[r], c);
+                __m512i s = kq_lane_scales(kind, sc[r], c);
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    __m512i p = _mm512_maddubs_epi16(q, x[t]);
+                    if (kind == W_Q6_K) p = _mm512_sub_epi16(p, x32[t]);
+                    isum[r][t] = _mm512_add_epi32(isum[r][t], _mm512_madd_epi16(p, s));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            float d, dmin = 0.0f;
+            __m128i mins = _mm_setzero_si128();
+            if (kind == W_Q6_K) {
+                d = _cvtsh_ss(((const block_q6_k *)wr[r])->d);
+            } else {
+                const block_q4_k *q = (const block_q4_k *)wr[r];   /* same offsets in Q5_K */
+                d = _cvtsh_ss(q->d);
+                dmin = _cvtsh_ss(q->dmin);
+                mins = _mm256_extracti128_si256(_mm512_castsi512_si256(sc[r]), 1);
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_set1_ps(d * ab[t]->d), acc[r][t]);
+                if (kind != W_Q6_K) {
+                    __m128i m = _mm_madd_epi16(mins, _mm_loadu_si128((const __m128i *)ab[t]->sums));
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi128_si512(m)),
+                                                _mm512_set1_ps(-dmin * ab[t]->d), acc[r][t]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+    }
+}
+
+/* 2 x nt tiles for a prompt, 1 x 1 streams for decode */
+INLINE void tile_any_k(int kind, int64_t n, const void *w, size_t ws, int nr, const void *a,
+                       size_t as, int nt, float *y, int64_t ldy) {
+    const uint8_t *wb = w, *ab = a;
+    int r = 0;
+    if (nt > 1) {
+        for (; r + 2 <= nr; r += 2) {
+            int t = 0;
+            for (; t + 2 <= nt; t += 2) {
+                tile_kquant(kind, 2, 2, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+            }
+            if (t < nt) tile_kquant(kind, 2, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+        }
+    }
+    for (; r < nr; r++) {
+        for (int t = 0; t < nt; t++) {
+            tile_kquant(kind, 1, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+        }
+    }
+}
+
+static void avx512_tile_q4_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                             size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_k(W_Q4_K, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void avx512_tile_q5_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                             size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_k(W_Q5_K, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void avx512_tile_q6_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                             size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_k(W_Q6_K, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static float avx512_vec_dot_q4_k(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_kquant(W_Q4_K, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+static float avx512_vec_dot_q5_k(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_kquant(W_Q5_K, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+static float avx512_vec_dot_q6_k(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_kquant(W_Q6_K, 1, 1, n, w, 0, a, 0, &y, 0);
+    return y;
+}
+
 /* ---- per-type entry points: full 4 x 4 tiles, 1 x 4 for the last rows, 1 x 1 otherwise:
  * a single token (decode) streams one row at a time, since interleaving the streams of
  * several rows measured up to 2x slower on Zen 4 ---- */
@@ -294,6 +494,29 @@ static void avx512_quantize_q8a(const float *x, void *out, int64_t n) {
         __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
         _mm_storeu_si128((__m128i *)y[b].qs, _mm512_cvtsepi32_epi8(i0));
         _mm_storeu_si128((__m128i *)(y[b].qs + 16), _mm512_cvtsepi32_epi8(i1));
+    }
+}
+
+/* 256 values per block_q8k: the same bytes as cpu_quantize_q8k (one scale for the 256, half
+ * to even rounding, saturating narrowing never reached since |x * id| <= 127) */
+static void avx512_quantize_q8k(const float *x, void *out, int64_t n) {
+    block_q8k *y = out;
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const float *xb = x + b * QK_K;
+        __m512 m = _mm512_setzero_ps();
+        for (int k = 0; k < QK_K / 16; k++) m = _mm512_max_ps(m, _mm512_andnot_ps(sign, _mm512_loadu_ps(xb + 16 * k)));
+        float d = _mm512_reduce_max_ps(m) / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = d;
+        __m512 vid = _mm512_set1_ps(id);
+        for (int c = 0; c < 8; c++) {
+            __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 32 * c), vid));
+            __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 32 * c + 16), vid));
+            y[b].sums[c] = (int16_t)_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+            _mm_storeu_si128((__m128i *)(y[b].qs + 32 * c), _mm512_cvtsepi32_epi8(i0));
+            _mm_storeu_si128((__m128i *)(y[b].qs + 32 * c + 16), _mm512_cvtsepi32_epi8(i1));
+        }
     }
 }
 
@@ -465,6 +688,9 @@ static const cpu_kernels g_avx512 = {
     .bf16 = {NULL, NULL, avx512_vec_dot_bf16, avx512_tile_bf16},
     .q8_0 = {avx512_act_bytes, avx512_quantize_q8_0, avx512_vec_dot_q8_0, avx512_tile_q8_0},
     .q4_0 = {avx512_act_bytes, avx512_quantize_q4_0, avx512_vec_dot_q4_0, avx512_tile_q4_0},
+    .q4_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q4_k, avx512_tile_q4_k},
+    .q5_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q5_k, avx512_tile_q5_k},
+    .q6_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q6_k, avx512_tile_q6_k},
     .quantize_q8a = avx512_quantize_q8a,
     .dot_f32 = avx512_dot_f32,
     .axpy_f32 = avx512_axpy_f32,
