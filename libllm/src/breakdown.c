@@ -57,6 +57,13 @@ LLM_API int32_t llm_memory_breakdown_get(const llm_context *ctx, llm_memory_brea
     int32_t st = start(out, n_max);
     if (st != 0) return st;
     weights(ctx->model, out);
+    if (ctx->rec) {
+        recurrent_params rp = {ctx->rec->n_seq_max, ctx->rec->n_layer, ctx->rec->conv_elems,
+                               ctx->rec->ssm_elems};
+        out->recurrent = recurrent_state_bytes(&rp);
+        out->compute = context_compute_bytes(ctx->model, &ctx->params, ctx->logits_rows);
+        return 1;
+    }
     const kv_cache *kv = ctx->kv;
     out->k = kv->k_cell_bytes * kv->n_cells * kv->n_layer;
     out->v = kv->v_cell_bytes * kv->n_cells * kv->n_layer;
@@ -82,7 +89,13 @@ LLM_API int32_t llm_memory_breakdown_estimate(const llm_model *model,
     int32_t st = start(out, n_max);
     if (st != 0) return st;
     weights(model, out);
-    if (!kv_bytes(model, &p, &out->k, &out->v)) return LLM_INT32_ERROR;
+    if (model_is_recurrent(model)) {
+        recurrent_params rp;
+        context_recurrent_params(model, &p, &rp);
+        out->recurrent = recurrent_state_bytes(&rp);
+    } else if (!kv_bytes(model, &p, &out->k, &out->v)) {
+        return LLM_INT32_ERROR;
+    }
     out->compute = context_compute_bytes(model, &p, LLM_MIN(p.n_seq_max, p.n_batch));
     return 1;
 }

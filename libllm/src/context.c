@@ -60,7 +60,8 @@ static int max_head_dim(const llm_hparams *hp) {
     return (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v);
 }
 static int64_t max_row(const llm_hparams *hp) {
-    return LLM_MAX(LLM_MAX(hp->n_embd, hp->n_ff), hp->n_head * hp->head_dim_v);
+    int64_t attn = LLM_MAX(LLM_MAX(hp->n_embd, hp->n_ff), hp->n_head * hp->head_dim_v);
+    return LLM_MAX(attn, (int64_t)hp->ssm_d_inner);
 }
 
 static int32_t create_backend(const llm_model *m, const llm_context_params *p, int n_threads,
@@ -74,22 +75,92 @@ uint32_t context_n_swa_cells(const llm_model *m, const llm_context_params *p) {
     return kv_swa_n_cells(p->n_ctx, m->hp.n_swa, p->n_seq_max, p->n_ubatch);
 }
 
+void context_recurrent_params(const llm_model *m, const llm_context_params *p,
+                              recurrent_params *rp) {
+    const llm_hparams *hp = &m->hp;
+    uint64_t conv_ch = hp->ssm_d_inner;
+    if (m->arch == ARCH_MAMBA2) conv_ch += 2ull * hp->ssm_n_group * hp->ssm_d_state;
+    rp->n_seq_max = p->n_seq_max;
+    rp->n_layer = hp->n_layer;
+    rp->conv_elems = (uint64_t)(hp->ssm_d_conv - 1) * conv_ch;
+    rp->ssm_elems = (uint64_t)hp->ssm_d_inner * hp->ssm_d_state;
+}
+
+/* Bytes of the equal split's scratch (split_scratch). */
+static uint64_t split_bytes(const llm_model *m, const llm_context_params *p) {
+    uint64_t n = p->n_batch, words = (p->n_seq_max + 63) / 64;
+    return n * (sizeof(int32_t) * 7 + sizeof(llm_token) + sizeof(llm_pos) + sizeof(llm_seq_id *) +
+                sizeof(int8_t) + sizeof(uint8_t) + words * sizeof(uint64_t)) +
+           (uint64_t)m->hp.n_vocab * sizeof(float);
+}
+
 uint64_t context_compute_bytes(const llm_model *m, const llm_context_params *p,
                                uint32_t logits_rows) {
-    uint32_t n_swa_cells = context_n_swa_cells(m, p);
-    uint64_t n_batch = p->n_batch, n_cells = p->n_ctx;
-    uint64_t bookkeeping = context_n_ubatches(p) * sizeof(ubatch) +
+    const bool rec = model_is_recurrent(m);
+    uint64_t n_batch = p->n_batch;
+    uint64_t bookkeeping = context_n_ubatches(p, rec) * sizeof(ubatch) +
                            n_batch * (sizeof(int32_t) * 2 + sizeof(int8_t)) +
                            p->n_seq_max * sizeof(llm_pos);
+    uint64_t logits = (uint64_t)logits_rows * m->hp.n_vocab * sizeof(float);
+    uint64_t backend = cpu_backend_scratch_bytes(p->n_threads, max_head_dim(&m->hp),
+                                                 (int)p->n_ubatch, max_row(&m->hp));
+    if (rec) {
+        recurrent_params rp;
+        context_recurrent_params(m, p, &rp);
+        return ssm_scratch_bytes(m, p->n_ubatch) + backend + bookkeeping + split_bytes(m, p) +
+               recurrent_bookkeeping_bytes(&rp) + logits;
+    }
+    uint32_t n_swa_cells = context_n_swa_cells(m, p);
+    uint64_t n_cells = p->n_ctx;
     uint64_t cells = n_cells * (sizeof(llm_pos) + sizeof(int32_t) +
                                 (p->n_seq_max + 63) / 64 * sizeof(uint64_t));
     if (n_swa_cells) {
         cells += kv_swa_bookkeeping_bytes(p->n_ctx, n_swa_cells, p->n_seq_max, p->n_ubatch);
     }
-    return llama_scratch_bytes(m, p->n_ubatch, p->n_ctx, n_swa_cells) +
-           cpu_backend_scratch_bytes(p->n_threads, max_head_dim(&m->hp), (int)p->n_ubatch,
-                                     max_row(&m->hp)) +
-           bookkeeping + cells + (uint64_t)logits_rows * m->hp.n_vocab * sizeof(float);
+    return llama_scratch_bytes(m, p->n_ubatch, p->n_ctx, n_swa_cells) + backend + bookkeeping +
+           cells + logits;
+}
+
+static int32_t create_split(llm_context *ctx) {
+    const uint64_t n = ctx->params.n_batch, words = (ctx->params.n_seq_max + 63) / 64;
+    split_scratch *sp = &ctx->split;
+    sp->order = llm_malloc(sizeof(int32_t) * n);
+    sp->token = llm_malloc(sizeof(llm_token) * n);
+    sp->pos = llm_malloc(sizeof(llm_pos) * n);
+    sp->n_seq_id = llm_malloc(sizeof(int32_t) * n);
+    sp->seq_id = llm_malloc(sizeof(llm_seq_id *) * n);
+    sp->flags = llm_malloc(sizeof(int8_t) * n);
+    sp->stream = llm_malloc(sizeof(int32_t) * n);
+    sp->next = llm_malloc(sizeof(int32_t) * n);
+    sp->head = llm_malloc(sizeof(int32_t) * n);
+    sp->tmp = llm_malloc(sizeof(int32_t) * n);
+    sp->chosen = llm_malloc(sizeof(int32_t) * n);
+    sp->taken = llm_malloc(sizeof(uint8_t) * n);
+    sp->mask = llm_malloc(sizeof(uint64_t) * n * words);
+    sp->row = llm_malloc(sizeof(float) * ctx->model->hp.n_vocab);
+    if (!sp->order || !sp->token || !sp->pos || !sp->n_seq_id || !sp->seq_id || !sp->flags ||
+        !sp->stream || !sp->next || !sp->head || !sp->tmp || !sp->chosen || !sp->taken ||
+        !sp->mask || !sp->row) {
+        return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory creating the context");
+    }
+    return LLM_STATUS_OK;
+}
+
+static void free_split(split_scratch *sp) {
+    void *all[] = {sp->order, sp->token, sp->pos, sp->n_seq_id, sp->seq_id, sp->flags,
+                   sp->stream, sp->next, sp->head, sp->tmp, sp->chosen, sp->taken, sp->mask,
+                   sp->row};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) llm_free(all[i]);
+}
+
+/* The memory and forward scratch of a state-space model. */
+static int32_t create_recurrent(llm_context *ctx) {
+    recurrent_params rp;
+    context_recurrent_params(ctx->model, &ctx->params, &rp);
+    int32_t st = recurrent_create(&rp, &ctx->rec);
+    if (st != LLM_STATUS_OK) return st;
+    ctx->memory = &ctx->rec->base;
+    return ssm_scratch_create(ctx->model, ctx->params.n_ubatch, &ctx->ssm);
 }
 
 static int32_t create(llm_context *ctx) {
@@ -99,7 +170,9 @@ static int32_t create(llm_context *ctx) {
                           hp->head_dim_v, (uint32_t)p->type_k, (uint32_t)p->type_v};
     uint32_t n_swa_cells = context_n_swa_cells(ctx->model, p);
     int32_t st;
-    if (n_swa_cells) {
+    if (model_is_recurrent(ctx->model)) {
+        if ((st = create_recurrent(ctx)) != LLM_STATUS_OK) return st;
+    } else if (n_swa_cells) {
         /* full-attention layers in a full cache, sliding-window layers in a window pool */
         kv_cache_params ks = kp;
         kp.n_layer = hp->n_layer - hp->n_layer_swa;
@@ -116,9 +189,13 @@ static int32_t create(llm_context *ctx) {
     }
     st = create_backend(ctx->model, p, p->n_threads, &ctx->backend);
     if (st != LLM_STATUS_OK) return st;
-    st = llama_scratch_create(ctx->model, p->n_ubatch, p->n_ctx, n_swa_cells, &ctx->scratch);
-    if (st != LLM_STATUS_OK) return st;
-    ctx->ubs = llm_calloc(context_n_ubatches(p), sizeof *ctx->ubs);
+    if (!ctx->rec) {
+        st = llama_scratch_create(ctx->model, p->n_ubatch, p->n_ctx, n_swa_cells, &ctx->scratch);
+        if (st != LLM_STATUS_OK) return st;
+    }
+    const bool equal = ctx->memory->ops->equal_split;
+    if (equal && (st = create_split(ctx)) != LLM_STATUS_OK) return st;
+    ctx->ubs = llm_calloc(context_n_ubatches(p, equal), sizeof *ctx->ubs);
     ctx->cells = llm_malloc(sizeof(int32_t) * p->n_batch);
     ctx->seq_next = llm_malloc(sizeof(llm_pos) * p->n_seq_max);
     ctx->output_row = llm_malloc(sizeof(int32_t) * p->n_batch);
@@ -137,6 +214,8 @@ LLM_API void llm_context_free(llm_context *ctx) {
     if (ctx->memory) ctx->memory->ops->free(ctx->memory);
     if (ctx->backend) ctx->backend->free(ctx->backend);
     llama_scratch_free(ctx->scratch);
+    ssm_scratch_free(ctx->ssm);
+    free_split(&ctx->split);
     llm_free(ctx->ubs);
     llm_free(ctx->cells);
     llm_free(ctx->seq_next);
@@ -298,6 +377,155 @@ int32_t context_reserve_outputs(llm_context *ctx, int32_t n) {
     return LLM_STATUS_OK;
 }
 
+/* In order: consecutive runs of n_ubatch tokens. */
+static int split_in_order(llm_context *ctx, const llm_batch *b) {
+    int n_ubs = 0;
+    for (int32_t i0 = 0; i0 < b->n_tokens; i0 += (int32_t)ctx->params.n_ubatch) {
+        ubatch *ub = &ctx->ubs[n_ubs++];
+        ub->n_tok = LLM_MIN(b->n_tokens - i0, (int32_t)ctx->params.n_ubatch);
+        ub->token = b->token + i0;
+        ub->pos = b->pos + i0;
+        ub->n_seq_id = b->n_seq_id + i0;
+        ub->seq_id = b->seq_id + i0;
+        ub->logits = ctx->flags + i0;
+        ub->cells = ctx->cells + i0;
+    }
+    return n_ubs;
+}
+
+/* The equal split. Tokens with the same set of sequence ids form a stream (in batch order).
+ * Each micro-batch takes streams whose sets are pairwise disjoint, in the order of their
+ * first remaining token, and the same number k of tokens from each, stream after stream.
+ * A stream's tokens are taken only once every earlier token of an overlapping stream is
+ * placed, so every sequence sees its tokens in batch order. Returns the micro-batch count;
+ * sp->order maps micro-batch order to batch order. */
+static int split_equal(llm_context *ctx, const llm_batch *b) {
+    split_scratch *sp = &ctx->split;
+    const int32_t n = b->n_tokens, n_ub = (int32_t)ctx->params.n_ubatch;
+    const uint32_t words = (ctx->params.n_seq_max + 63) / 64;
+    int32_t n_st = 0;
+    for (int32_t i = 0; i < n; i++) {
+        uint64_t *m = sp->mask + (size_t)n_st * words;   /* candidate slot */
+        memset(m, 0, words * sizeof(uint64_t));
+        for (int32_t j = 0; j < b->n_seq_id[i]; j++) {
+            uint32_t q = (uint32_t)b->seq_id[i][j];
+            m[q / 64] |= 1ull << (q % 64);
+        }
+        int32_t s = 0;
+        while (s < n_st && memcmp(sp->mask + (size_t)s * words, m, words * 8) != 0) s++;
+        if (s == n_st) {
+            sp->head[n_st] = i;
+            n_st++;
+        } else {
+            sp->next[sp->tmp[s]] = i;
+        }
+        sp->stream[i] = s;
+        sp->tmp[s] = i;
+        sp->next[i] = -1;
+        sp->taken[i] = 0;
+    }
+    int n_ubs = 0;
+    int32_t q = 0, first = 0;   /* every token before `first` is placed */
+    uint64_t used[4];           /* n_seq_max <= 256 */
+    while (q < n) {
+        int32_t n_ch = 0, k = n_ub;
+        memset(used, 0, sizeof used);
+        while (sp->taken[first]) first++;
+        for (int32_t i = first; i < n && n_ch < n_ub; i++) {
+            if (sp->taken[i] || sp->head[sp->stream[i]] != i) continue;
+            const int32_t s = sp->stream[i];
+            const uint64_t *ms = sp->mask + (size_t)s * words;
+            bool clash = false;
+            for (uint32_t w = 0; w < words; w++) clash = clash || (ms[w] & used[w]);
+            if (clash) continue;
+            /* tokens of s available now: up to the first unplaced token of an overlapping
+             * stream; none if such a token comes before s's head */
+            int32_t avail = 0;
+            for (int32_t j = first; j < n && avail < n_ub; j++) {
+                if (sp->taken[j]) continue;
+                if (sp->stream[j] == s) {
+                    avail++;
+                    continue;
+                }
+                const uint64_t *mj = sp->mask + (size_t)sp->stream[j] * words;
+                bool overlap = false;
+                for (uint32_t w = 0; w < words; w++) overlap = overlap || (ms[w] & mj[w]);
+                if (overlap) break;
+            }
+            if (avail == 0) continue;
+            for (uint32_t w = 0; w < words; w++) used[w] |= ms[w];
+            sp->chosen[n_ch++] = s;
+            k = LLM_MIN(k, avail);
+        }
+        k = LLM_MIN(k, n_ub / n_ch);
+        ubatch *ub = &ctx->ubs[n_ubs++];
+        ub->n_tok = n_ch * k;
+        ub->token = sp->token + q;
+        ub->pos = sp->pos + q;
+        ub->n_seq_id = sp->n_seq_id + q;
+        ub->seq_id = sp->seq_id + q;
+        ub->logits = sp->flags + q;
+        ub->cells = ctx->cells + q;
+        for (int32_t c = 0; c < n_ch; c++) {
+            int32_t s = sp->chosen[c], i = sp->head[s];
+            for (int32_t t = 0; t < k; t++, i = sp->next[i]) {
+                sp->order[q] = i;
+                sp->token[q] = b->token[i];
+                sp->pos[q] = b->pos[i];
+                sp->n_seq_id[q] = b->n_seq_id[i];
+                sp->seq_id[q] = b->seq_id[i];
+                sp->flags[q] = ctx->flags[i];
+                sp->taken[i] = 1;
+                q++;
+            }
+            sp->head[s] = i;
+        }
+    }
+    return n_ubs;
+}
+
+/* After an equal split the logits rows are in micro-batch order: put them in batch order
+ * (row r goes to tmp[r]), following each cycle of the permutation with one spare row. */
+static void reorder_outputs(llm_context *ctx, int32_t n_tokens) {
+    split_scratch *sp = &ctx->split;
+    const size_t n_vocab = ctx->model->hp.n_vocab;
+    int32_t r = 0;
+    bool moved = false;
+    for (int32_t q = 0; q < n_tokens; q++) {
+        if (!sp->flags[q]) continue;
+        sp->tmp[r] = ctx->output_row[sp->order[q]];
+        sp->taken[r] = 0;
+        moved = moved || sp->tmp[r] != r;
+        r++;
+    }
+    if (!moved) return;
+    for (int32_t start = 0; start < r; start++) {
+        if (sp->taken[start] || sp->tmp[start] == start) continue;
+        memcpy(sp->row, ctx->logits + start * n_vocab, n_vocab * sizeof(float));
+        for (int32_t j = start;;) {
+            int32_t d = sp->tmp[j];
+            sp->taken[j] = 1;
+            float *dst = ctx->logits + (size_t)d * n_vocab;
+            for (size_t v = 0; v < n_vocab; v++) {
+                float t = dst[v];
+                dst[v] = sp->row[v];
+                sp->row[v] = t;
+            }
+            if (d == start) break;
+            j = d;
+        }
+    }
+}
+
+static int32_t forward(llm_context *ctx, const ubatch *ub, float *out) {
+    switch (ctx->model->arch) {
+    case ARCH_GEMMA3: return gemma3_forward(ctx, ub, out);
+    case ARCH_MAMBA: return mamba_forward(ctx, ub, out);
+    case ARCH_MAMBA2: return mamba2_forward(ctx, ub, out);
+    default: return llama_forward(ctx, ub, out);
+    }
+}
+
 static int32_t decode(llm_context *ctx, const llm_batch *b) {
     int32_t st = validate_batch(ctx, b);
     if (st != LLM_STATUS_OK) return st;
@@ -310,17 +538,8 @@ static int32_t decode(llm_context *ctx, const llm_batch *b) {
     }
     if ((st = context_reserve_outputs(ctx, n_outputs)) != LLM_STATUS_OK) return st;
 
-    int n_ubs = 0;
-    for (int32_t i0 = 0; i0 < b->n_tokens; i0 += (int32_t)ctx->params.n_ubatch) {
-        ubatch *ub = &ctx->ubs[n_ubs++];
-        ub->n_tok = LLM_MIN(b->n_tokens - i0, (int32_t)ctx->params.n_ubatch);
-        ub->token = b->token + i0;
-        ub->pos = b->pos + i0;
-        ub->n_seq_id = b->n_seq_id + i0;
-        ub->seq_id = b->seq_id + i0;
-        ub->logits = ctx->flags + i0;
-        ub->cells = ctx->cells + i0;
-    }
+    const bool equal = ctx->memory->ops->equal_split;
+    int n_ubs = equal ? split_equal(ctx, b) : split_in_order(ctx, b);
     if ((st = ctx->memory->ops->plan(ctx->memory, ctx->ubs, n_ubs)) != LLM_STATUS_OK) return st;
 
     ctx->n_outputs = 0;
@@ -335,9 +554,7 @@ static int32_t decode(llm_context *ctx, const llm_batch *b) {
         }
         if ((st = ctx->memory->ops->apply(ctx->memory, ub)) != LLM_STATUS_OK) return st;
         float *out = ctx->logits + (size_t)row * ctx->model->hp.n_vocab;
-        st = ctx->model->arch == ARCH_GEMMA3 ? gemma3_forward(ctx, ub, out)
-                                             : llama_forward(ctx, ub, out);
-        if (st != LLM_STATUS_OK) {
+        if ((st = forward(ctx, ub, out)) != LLM_STATUS_OK) {
             ctx->memory->ops->rollback(ctx->memory, ub);
             return st;
         }
@@ -345,6 +562,7 @@ static int32_t decode(llm_context *ctx, const llm_batch *b) {
     }
     int32_t r = 0;
     for (int32_t i = 0; i < b->n_tokens; i++) ctx->output_row[i] = ctx->flags[i] ? r++ : -1;
+    if (equal) reorder_outputs(ctx, b->n_tokens);
     ctx->n_outputs = n_outputs;
     ctx->n_batch_last = b->n_tokens;
     ctx->n_decode++;

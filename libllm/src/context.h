@@ -6,10 +6,31 @@
 #include "backend/backend.h"
 #include "memory/kv_cache.h"
 #include "memory/kv_swa.h"
+#include "memory/recurrent.h"
 #include "model.h"
 #include "util.h"
 
 typedef struct llama_scratch llama_scratch;
+typedef struct ssm_scratch ssm_scratch;
+
+/* Scratch of the equal split (memories with memory_ops.equal_split): the batch in micro-batch
+ * order, and the bookkeeping that builds it. All [n_batch] unless noted. */
+typedef struct split_scratch {
+    int32_t *order;                /* micro-batch order -> batch index */
+    llm_token *token;              /* the batch's arrays, permuted by order */
+    llm_pos *pos;
+    int32_t *n_seq_id;
+    llm_seq_id **seq_id;
+    int8_t *flags;
+    int32_t *stream;               /* batch index -> its sequence set ("stream") */
+    int32_t *next;                 /* batch index -> next token of its stream, -1 */
+    int32_t *head;                 /* stream -> its first token not yet placed, -1 */
+    int32_t *tmp;                  /* stream -> last token (while grouping) / row map */
+    int32_t *chosen;               /* streams of the micro-batch being built */
+    uint8_t *taken;                /* batch index -> placed */
+    uint64_t *mask;                /* [n_batch][seq_words] stream -> its sequence set */
+    float *row;                    /* [n_vocab] one logits row, for the final reordering */
+} split_scratch;
 
 struct llm_context {
     llm_model *model;
@@ -20,10 +41,13 @@ struct llm_context {
                                       the model has no sliding window) */
     kv_swa *swa;                   /* the memory, when the model has sliding-window layers:
                                       swa->swa holds those layers' K/V; NULL otherwise */
-    llama_scratch *scratch;        /* compute buffers of the forward pass */
+    recurrent *rec;                /* the memory of state-space models; NULL otherwise */
+    llama_scratch *scratch;        /* compute buffers of the attention forward passes */
+    ssm_scratch *ssm;              /* compute buffers of the state-space forward passes */
+    split_scratch split;           /* allocated when the memory splits equally */
 
     /* batch handling, sized for n_batch */
-    ubatch *ubs;                   /* [n_batch / n_ubatch + 1] */
+    ubatch *ubs;                   /* [context_n_ubatches] */
     int32_t *cells;                /* [n_batch] the cell of every token of the batch */
     llm_pos *seq_next;             /* [n_seq_max] validation: next expected position */
     int8_t *flags;                 /* [n_batch] output flag of every token */
@@ -45,10 +69,15 @@ struct llm_context {
 int32_t context_resolve_params(const llm_model *m, const llm_context_params *in,
                                llm_context_params *p);
 
-/* Micro-batches one batch can split into. */
-static inline uint32_t context_n_ubatches(const llm_context_params *p) {
-    return p->n_batch / p->n_ubatch + 1;
+/* Micro-batches one batch can split into: in order, n_batch / n_ubatch + 1; with the equal
+ * split, up to one per token. */
+static inline uint32_t context_n_ubatches(const llm_context_params *p, bool equal_split) {
+    return equal_split ? p->n_batch : p->n_batch / p->n_ubatch + 1;
 }
+
+/* The recurrent memory a context of model m with parameters p gets (recurrent models). */
+void context_recurrent_params(const llm_model *m, const llm_context_params *p,
+                              recurrent_params *rp);
 
 /* Bytes of everything a context holds besides its K/V rows: compute scratch (forward pass
  * and backend), batch and cell bookkeeping, and logits_rows rows of logits. */
@@ -70,6 +99,16 @@ int32_t llama_scratch_create(const llm_model *model, uint32_t n_ubatch, uint32_t
 void llama_scratch_free(llama_scratch *s);
 uint64_t llama_scratch_bytes(const llm_model *model, uint32_t n_ubatch, uint32_t n_ctx,
                              uint32_t n_swa_cells);
+
+/* The compute scratch of the state-space forward passes (arch/mamba.c). */
+int32_t ssm_scratch_create(const llm_model *model, uint32_t n_ubatch, ssm_scratch **out);
+void ssm_scratch_free(ssm_scratch *s);
+uint64_t ssm_scratch_bytes(const llm_model *model, uint32_t n_ubatch);
+
+/* The forward passes of mamba (arch/mamba.c) and mamba2 (arch/mamba2.c); same contract as
+ * llama_forward, over the recurrent memory ctx->rec. */
+int32_t mamba_forward(llm_context *ctx, const ubatch *ub, float *logits);
+int32_t mamba2_forward(llm_context *ctx, const ubatch *ub, float *logits);
 
 /* The forward pass of gemma3 (arch/gemma3.c); same contract as llama_forward. */
 int32_t gemma3_forward(llm_context *ctx, const ubatch *ub, float *logits);

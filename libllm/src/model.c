@@ -283,6 +283,129 @@ static int32_t bind_weights(llm_model *m, const llm_model_params *p) {
     return gemma ? assign_swa_layers(m) : LLM_STATUS_OK;
 }
 
+/* ---- state-space models (mamba, mamba2) ---- */
+
+/* Keys as llama.cpp's converter writes them: no attention or feed-forward sizes (head_count
+ * and feed_forward_length are 0); ssm.time_step_rank is the rank of dt (mamba) or the number
+ * of heads (mamba2). */
+static int32_t load_hparams_ssm(llm_model *m) {
+    const gguf_file *f = m->file;
+    const char *a = m->arch_name;
+    llm_hparams *hp = &m->hp;
+    int32_t st;
+    if ((st = require_u32(f, a, "embedding_length", &hp->n_embd)) ||
+        (st = require_u32(f, a, "block_count", &hp->n_layer)) ||
+        (st = require_u32(f, a, "ssm.conv_kernel", &hp->ssm_d_conv)) ||
+        (st = require_u32(f, a, "ssm.inner_size", &hp->ssm_d_inner)) ||
+        (st = require_u32(f, a, "ssm.state_size", &hp->ssm_d_state)) ||
+        (st = require_u32(f, a, "ssm.time_step_rank", &hp->ssm_dt_rank))) {
+        return st;
+    }
+    if (!get_arch_u32(f, a, "context_length", &hp->n_ctx_train)) hp->n_ctx_train = 2048;
+    hp->n_ctx_train = LLM_MIN(hp->n_ctx_train, 1u << 20);
+    if (!get_arch_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps)) {
+        hp->norm_eps = 1e-5f;
+    }
+    char key[128];
+    snprintf(key, sizeof key, "%s.ssm.dt_b_c_rms", a);
+    bool flag = false;
+    hp->ssm_dt_b_c_rms = gguf_get_bool(f, key, &flag) && flag;
+    hp->ssm_n_group = 1;
+    if (m->arch == ARCH_MAMBA2 && !get_arch_u32(f, a, "ssm.group_count", &hp->ssm_n_group)) {
+        hp->ssm_n_group = 1;
+    }
+    uint32_t H = hp->ssm_dt_rank, G = hp->ssm_n_group;
+    bool heads_ok = m->arch != ARCH_MAMBA2 ||
+                    (G > 0 && H % G == 0 && hp->ssm_d_inner % H == 0 && hp->ssm_d_inner % G == 0);
+    if (hp->n_layer > 4096 || hp->ssm_d_conv < 2 || hp->ssm_d_conv > 64 ||
+        hp->ssm_d_inner > (1u << 20) || hp->ssm_d_state > 1024 || hp->ssm_dt_rank > (1u << 20) ||
+        hp->n_embd > (1u << 20) || !heads_ok || !(hp->norm_eps > 0.0f)) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid %s sizes (%u layers, conv %u, inner %u, "
+                         "state %u, dt rank / heads %u, groups %u)", a, hp->n_layer,
+                         hp->ssm_d_conv, hp->ssm_d_inner, hp->ssm_d_state, hp->ssm_dt_rank,
+                         hp->ssm_n_group);
+    }
+    hp->rope_freq_base = hp->rope_freq_base_swa = 10000.0f;
+    hp->rope_freq_scale = hp->rope_freq_scale_swa = 1.0f;
+    return LLM_STATUS_OK;
+}
+
+/* A tensor of shape [ne0, ne1] (ne1 0: 1-D), converted to an f32 copy the model owns. */
+static int32_t bind_copy(llm_model *m, const char *name, int64_t ne0, int64_t ne1, bool required,
+                         float **out) {
+    const gguf_tensor *t;
+    *out = NULL;
+    int32_t st = bind(m, name, ne0, ne1, required, &t);
+    if (st != LLM_STATUS_OK || !t) return st;
+    int64_t n = ne0 * (ne1 ? ne1 : 1);
+    *out = llm_malloc(sizeof(float) * (size_t)n);
+    if (!*out) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory loading '%s'", name);
+    type_traits_get(t->type)->to_f32(t->data, *out, n);
+    m->n_bytes_copies += sizeof(float) * (uint64_t)n;
+    return LLM_STATUS_OK;
+}
+
+/* Tensor names and shapes as llama.cpp's converter writes them: ssm_conv1d squeezed to
+ * [CD][K]; ssm_a = -exp(A_log); mamba2 stores A and D as [H][1] and the norm as [G][DI / G]. */
+static int32_t bind_layer_ssm(llm_model *m, uint32_t i) {
+    const llm_hparams *hp = &m->hp;
+    llm_layer *l = &m->layers[i];
+    const bool v2 = m->arch == ARCH_MAMBA2;
+    const int64_t E = hp->n_embd, DI = hp->ssm_d_inner, N = hp->ssm_d_state, K = hp->ssm_d_conv;
+    const int64_t R = hp->ssm_dt_rank, G = hp->ssm_n_group, H = hp->ssm_dt_rank;
+    const int64_t CD = v2 ? DI + 2 * G * N : DI;
+    char n[11][64];
+    const char *parts[11] = {"attn_norm.weight", "ssm_in.weight", "ssm_conv1d.weight",
+                             "ssm_conv1d.bias", "ssm_x.weight", "ssm_dt.weight", "ssm_dt.bias",
+                             "ssm_a", "ssm_d", "ssm_norm.weight", "ssm_out.weight"};
+    for (int j = 0; j < 11; j++) snprintf(n[j], sizeof n[j], "blk.%u.%s", i, parts[j]);
+    int32_t st;
+    if ((st = bind_vector(m, n[0], E, true, &l->attn_norm)) ||
+        (st = bind_matrix(m, n[1], E, v2 ? 2 * DI + 2 * G * N + H : 2 * DI, &l->ssm_in)) ||
+        (st = bind_copy(m, n[2], K, CD, true, &l->ssm_conv1d)) ||
+        (st = bind_copy(m, n[3], CD, 0, true, &l->ssm_conv1d_b)) ||
+        (st = bind_copy(m, n[6], v2 ? H : DI, 0, true, &l->ssm_dt_b)) ||
+        (st = bind_copy(m, n[7], v2 ? 1 : N, v2 ? H : DI, true, &l->ssm_a)) ||
+        (st = bind_copy(m, n[8], v2 ? 1 : DI, v2 ? H : 0, true, &l->ssm_d)) ||
+        (st = bind_matrix(m, n[10], DI, E, &l->ssm_out))) {
+        return st;
+    }
+    if (v2) return bind_copy(m, n[9], DI / G, G, true, &l->ssm_norm);
+    if ((st = bind_matrix(m, n[4], DI, R + 2 * N, &l->ssm_x)) ||
+        (st = bind_matrix(m, n[5], R, DI, &l->ssm_dt))) {
+        return st;
+    }
+    return LLM_STATUS_OK;
+}
+
+static int32_t bind_weights_ssm(llm_model *m, const llm_model_params *p) {
+    llm_hparams *hp = &m->hp;
+    const gguf_tensor *embd = gguf_get_tensor(m->file, "token_embd.weight");
+    if (!embd) return llm_error(LLM_STATUS_BAD_FORMAT, "missing tensor 'token_embd.weight'");
+    if (embd->ne[1] <= 0 || embd->ne[1] > INT32_MAX) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid vocabulary size in token_embd.weight");
+    }
+    hp->n_vocab = (uint32_t)embd->ne[1];
+    int32_t st;
+    if ((st = bind_matrix(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd)) ||
+        (st = bind_vector(m, "output_norm.weight", hp->n_embd, true, &m->output_norm)) ||
+        (st = bind(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output))) {
+        return st;
+    }
+    if (!m->output) m->output = m->tok_embd;   /* tied embeddings */
+    m->layers = llm_calloc(hp->n_layer, sizeof *m->layers);
+    if (!m->layers) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory loading layers");
+    for (uint32_t i = 0; i < hp->n_layer; i++) {
+        m->layers[i].kv_slot = i;
+        if ((st = bind_layer_ssm(m, i)) != LLM_STATUS_OK) return st;
+        if (p->progress && !p->progress((float)(i + 1) / (float)(hp->n_layer + 1),
+                                        p->progress_user_data)) {
+            return llm_error(LLM_STATUS_ABORTED, "model loading aborted by the progress callback");
+        }
+    }
+    return LLM_STATUS_OK;
+}
+
 static void free_layers(llm_model *m) {
     if (!m->layers) return;
     for (uint32_t i = 0; i < m->hp.n_layer; i++) {
@@ -296,6 +419,12 @@ static void free_layers(llm_model *m) {
         llm_free(l->attn_k_norm);
         llm_free(l->attn_post_norm);
         llm_free(l->ffn_post_norm);
+        llm_free(l->ssm_conv1d);
+        llm_free(l->ssm_conv1d_b);
+        llm_free(l->ssm_dt_b);
+        llm_free(l->ssm_a);
+        llm_free(l->ssm_d);
+        llm_free(l->ssm_norm);
     }
     llm_free(m->layers);
 }
@@ -333,11 +462,21 @@ static int32_t load(llm_model *m, const char *path, const llm_model_params *p) {
         m->arch = ARCH_QWEN2;
     } else if (strcmp(m->arch_name, "gemma3") == 0) {
         m->arch = ARCH_GEMMA3;
+    } else if (strcmp(m->arch_name, "mamba") == 0) {
+        m->arch = ARCH_MAMBA;
+    } else if (strcmp(m->arch_name, "mamba2") == 0) {
+        m->arch = ARCH_MAMBA2;
     } else {
         return llm_error(LLM_STATUS_UNSUPPORTED, "architecture '%s' is not supported",
                          m->arch_name);
     }
-    if ((st = load_hparams(m)) != LLM_STATUS_OK || (st = bind_weights(m, p)) != LLM_STATUS_OK) {
+    if (model_is_recurrent(m)) {
+        if ((st = load_hparams_ssm(m)) != LLM_STATUS_OK ||
+            (st = bind_weights_ssm(m, p)) != LLM_STATUS_OK) {
+            return st;
+        }
+    } else if ((st = load_hparams(m)) != LLM_STATUS_OK ||
+               (st = bind_weights(m, p)) != LLM_STATUS_OK) {
         return st;
     }
     if (m->vocab && vocab_n_tokens(m->vocab) > (int32_t)m->hp.n_vocab) {

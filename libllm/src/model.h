@@ -13,6 +13,8 @@ typedef enum llm_arch {
     ARCH_LLAMA,   /* Llama 2/3, TinyLlama, SmolLM, Mistral (no SWA): interleaved RoPE */
     ARCH_QWEN2,   /* Qwen2: llama + q/k/v biases, NEOX RoPE */
     ARCH_GEMMA3,  /* Gemma 3 (text): sliding-window layers, q/k norms, post-norms, GeGLU */
+    ARCH_MAMBA,   /* Mamba (v1) and Falcon-Mamba: selective state-space layers only */
+    ARCH_MAMBA2,  /* Mamba2: SSD layers (per-head scalar A, groups of B/C, gated group norm) */
 } llm_arch;
 
 typedef struct llm_hparams {
@@ -38,6 +40,13 @@ typedef struct llm_hparams {
     float attn_scale;        /* scale of q.k; 0: 1 / sqrt(head_dim_k) */
     float attn_softcap;      /* 0: none; else scores become c * tanh(scores / c) */
     float final_softcap;     /* 0: none; same on the output logits */
+    /* state-space layers (mamba, mamba2); 0 elsewhere */
+    uint32_t ssm_d_conv;     /* ssm.conv_kernel: taps of the causal conv1d */
+    uint32_t ssm_d_inner;    /* ssm.inner_size: channels of the SSM */
+    uint32_t ssm_d_state;    /* ssm.state_size: N, state values per channel */
+    uint32_t ssm_dt_rank;    /* ssm.time_step_rank: mamba: rank of dt; mamba2: heads */
+    uint32_t ssm_n_group;    /* ssm.group_count (mamba2): groups sharing B and C */
+    bool ssm_dt_b_c_rms;     /* ssm.dt_b_c_rms (falcon-mamba): RMS-normalise dt, B, C */
 } llm_hparams;
 
 /* One transformer block. Matrices stay in the file (mapped); 1-D tensors are f32 copies. */
@@ -57,6 +66,18 @@ typedef struct llm_layer {
     float *attn_k_norm;            /* [head_dim_k] per-head RMSNorm of k */
     float *attn_post_norm;         /* [n_embd] on the attention output */
     float *ffn_post_norm;          /* [n_embd] on the feed-forward output */
+    /* state-space layers (DI = ssm_d_inner, N = ssm_d_state, R = ssm_dt_rank, H = heads,
+     * G = groups, K = ssm_d_conv, CD = conv channels: DI (mamba) or DI + 2 G N (mamba2)) */
+    const gguf_tensor *ssm_in;     /* [n_embd] -> mamba [2 DI] (x, z); mamba2 [2 DI + 2 G N + H] */
+    float *ssm_conv1d;             /* [CD][K] */
+    float *ssm_conv1d_b;           /* [CD] */
+    const gguf_tensor *ssm_x;      /* mamba: [DI] -> [R + 2 N] (dt, B, C) */
+    const gguf_tensor *ssm_dt;     /* mamba: [R] -> [DI] */
+    float *ssm_dt_b;               /* mamba [DI], mamba2 [H] */
+    float *ssm_a;                  /* mamba [DI][N], mamba2 [H]: -exp(A_log) */
+    float *ssm_d;                  /* mamba [DI], mamba2 [H] */
+    float *ssm_norm;               /* mamba2 [DI]: weights of the gated group RMSNorm */
+    const gguf_tensor *ssm_out;    /* [DI] -> [n_embd] */
     bool swa;                      /* sliding-window layer */
     uint32_t kv_slot;              /* this layer's index in its cache (full or window pool) */
 } llm_layer;
@@ -78,5 +99,10 @@ struct llm_model {
     uint64_t n_bytes_copies;       /* f32 copies libllm made of 1-D tensors */
     uint64_t fingerprint;          /* identifies the model in saved states */
 };
+
+/* True for architectures whose layers keep recurrent state instead of a KV cache. */
+static inline bool model_is_recurrent(const llm_model *m) {
+    return m->arch == ARCH_MAMBA || m->arch == ARCH_MAMBA2;
+}
 
 #endif

@@ -25,6 +25,29 @@ struct llama_scratch {
     int32_t *shift_cells;   /* [n_ubatch] those cells */
 };
 
+/* The compute buffers of the state-space forward passes (laid out in mamba.c); P is the
+ * in_proj width (mamba 2 DI, mamba2 2 DI + 2 G N + H), CD the conv channels, XD the x_proj
+ * width R + 2 N (mamba only). */
+struct ssm_scratch {
+    uint32_t n_ubatch;
+    uint8_t *block;  /* every buffer below lives in this one allocation */
+    float *x;        /* [n_ubatch][n_embd] residual stream */
+    float *xn;       /* [n_ubatch][n_embd] normalised input; final outputs */
+    float *proj;     /* [n_ubatch][P] in_proj output */
+    float *xc;       /* [n_ubatch][CD] conv output */
+    float *dbc;      /* [n_ubatch][XD] x_proj output: dt (low rank), B, C */
+    float *dt;       /* [n_ubatch][DI] dt before bias and softplus (mamba) */
+    float *y;        /* [n_ubatch][DI] scan output */
+    float *tmp;      /* [n_ubatch][n_embd] out_proj output */
+};
+
+/* A run of a micro-batch: consecutive tokens [t0, t1) with the same set of sequences. */
+int ssm_next_run(const ubatch *ub, int t0);
+
+/* After a run of token t0's sequences in layer il: copies the new state of its cell into the
+ * cells of the run's other sequences. */
+void ssm_share_state(llm_context *ctx, const ubatch *ub, int t0, uint32_t il);
+
 /* cos/sin of the n_rot / 2 rotated pairs at n positions: cos_sin[t][i] = {cos, sin} of
  * pos[t] * scale / base^(2i / n_rot) (divided by freqs[i] when freqs is not NULL). */
 void rope_table(uint32_t n_rot, float base, float scale, const float *freqs, const llm_pos *pos,

@@ -4,6 +4,7 @@
 #ifndef LLM_BACKEND_H
 #define LLM_BACKEND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../gguf.h"
@@ -34,6 +35,43 @@ typedef struct rope_args {
     bool neox;                 /* rotate pairs (i, i + n_rot/2) instead of (2i, 2i + 1) */
     const float *cos_sin;      /* [n_tok][n_rot / 2][2] precomputed per position */
 } rope_args;
+
+/* Causal conv1d over the tokens of one sequence (state-space layers), with SiLU:
+ * out[t][c] = silu(b[c] + sum_k w[c][k] * u[t + k][c]), where u is the d_conv - 1 rows of
+ * `state` (oldest first) followed by the n_tok rows of x. state then holds the last
+ * d_conv - 1 rows of u. */
+typedef struct ssm_conv_args {
+    int n_tok, n_ch, d_conv;
+    const float *x;            /* [n_tok][n_ch], stride ldx */
+    int64_t ldx;
+    const float *w;            /* [n_ch][d_conv] */
+    const float *b;            /* [n_ch] or NULL */
+    float *state;              /* [d_conv - 1][n_ch], updated */
+    float *out;                /* [n_tok][n_ch], stride ldo; must not overlap x */
+    int64_t ldo;
+} ssm_conv_args;
+
+/* Selective scan over the tokens of one sequence. Head h (channels h * head_dim + p) uses
+ * group g = h / (n_head / n_group) of B and C; per token, with d = softplus(dt[h] + dt_bias[h]):
+ *   S[h][p][n] = exp(d * A) * S[h][p][n] + d * B[g][n] * x[h][p]
+ *   y[h][p] = sum_n S[h][p][n] * C[g][n] + D[h] * x[h][p]
+ * where A = A[h][n] (a_per_state: mamba, head_dim 1) or A[h] (mamba2). */
+typedef struct ssm_scan_args {
+    int n_tok, n_head, head_dim, d_state, n_group;
+    const float *x;            /* [n_tok][n_head * head_dim], stride ldx */
+    int64_t ldx;
+    const float *dt;           /* [n_tok][n_head], stride lddt: before bias and softplus */
+    int64_t lddt;
+    const float *dt_bias;      /* [n_head] */
+    const float *A;            /* [n_head][d_state] or [n_head] */
+    bool a_per_state;
+    const float *B, *C;        /* [n_tok][n_group * d_state], stride ldbc */
+    int64_t ldbc;
+    const float *D;            /* [n_head] */
+    float *state;              /* [n_head][head_dim][d_state], updated */
+    float *y;                  /* [n_tok][n_head * head_dim], stride ldy */
+    int64_t ldy;
+} ssm_scan_args;
 
 typedef struct llm_backend llm_backend;
 
@@ -68,6 +106,14 @@ struct llm_backend {
     void (*store_rows)(llm_backend *be, const float *src, int64_t lds, int n, int n_tok,
                        uint32_t type, uint8_t *cache, uint64_t cell_bytes, const int32_t *cells);
     void (*attention)(llm_backend *be, const attn_args *args);
+    /* state-space layers (cpu_ssm.c) */
+    void (*ssm_conv)(llm_backend *be, const ssm_conv_args *args);
+    void (*ssm_scan)(llm_backend *be, const ssm_scan_args *args);
+    /* out[t] = w * groupnorm(y[t] * silu(z[t])): RMS normalisation over each of the n_group
+     * runs of n / n_group values (mamba2's gated norm); out may alias y */
+    void (*ssm_gated_norm)(llm_backend *be, const float *y, int64_t ldy, const float *z,
+                           int64_t ldz, int n_tok, int n, int n_group, const float *w, float eps,
+                           float *out, int64_t ldo);
 };
 
 /* The CPU backend; n_threads compute threads, attention over at most max_kv cells with heads
@@ -75,6 +121,9 @@ struct llm_backend {
  * at once (larger ones still work, in several passes). Returns an llm_status. */
 int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_tok,
                            int64_t max_row, llm_backend **out);
+
+/* Installs the CPU state-space ops (cpu_ssm.c) into a CPU backend being created. */
+void cpu_ssm_install(llm_backend *be);
 
 /* Bytes of scratch a CPU backend created with these arguments holds. */
 uint64_t cpu_backend_scratch_bytes(int n_threads, int max_head_dim, int max_tok,

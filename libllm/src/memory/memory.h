@@ -1,5 +1,6 @@
 /* memory.h -- the one interface the decode loop talks to, whatever holds the model's past:
- * a KV cache for attention layers, (later) recurrent state pools, or a hybrid of both. */
+ * a KV cache for attention layers, recurrent state (memory/recurrent.c), or (later) a
+ * hybrid of both. */
 #ifndef LLM_MEMORY_H
 #define LLM_MEMORY_H
 
@@ -47,6 +48,10 @@ typedef struct memory_ops {
     int32_t (*state_read)(llm_memory *m, state_reader *r, llm_seq_id seq, bool apply);
     uint32_t (*n_cells_used)(const llm_memory *m);
     uint32_t (*n_cells_total)(const llm_memory *m);
+    /* How the decode loop cuts a batch: false, into consecutive runs of n_ubatch tokens;
+     * true (recurrent state), into micro-batches holding the same number of tokens of each
+     * sequence set they contain, each set's tokens together and in order. */
+    bool equal_split;
 } memory_ops;
 
 struct llm_memory {

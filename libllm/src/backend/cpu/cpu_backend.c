@@ -434,6 +434,7 @@ int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_
         cpu_free(&be->base);
         return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory for CPU backend scratch");
     }
+    cpu_ssm_install(&be->base);
     *out = &be->base;
     return LLM_STATUS_OK;
 }
