@@ -1,4 +1,5 @@
-"""The ``libllm`` command: ``libllm run`` generates text, ``libllm info`` describes a model.
+"""The ``libllm`` command: ``libllm run`` generates text, ``libllm info`` describes a model,
+``libllm bench`` measures prompt and generation speed (llama-bench's flags and fields).
 
 Flag names follow llama-cli's. Generated text goes to stdout and nothing else does; load
 time, statistics and errors go to stderr. A user mistake gives one ``libllm: error: ...``
@@ -14,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Callable
 
+from . import bench
 from ._errors import LibLLMError
 from .context import CACHE_TYPES
 from .llm import LLM
@@ -179,6 +181,17 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("model_pos", nargs="?", metavar="MODEL", help="the GGUF model file")
     info.add_argument("-m", "--model", dest="model_opt", metavar="FILE", help="the GGUF model file")
     info.set_defaults(func=_cmd_info)
+
+    bench_parser = sub.add_parser(
+        "bench",
+        help="measure prompt and generation speed",
+        description="Measure prompt processing (pp) and text generation (tg) speed, with "
+        "llama-bench's flags and output fields. List flags take comma lists; every "
+        "combination is measured.",
+        allow_abbrev=False,
+    )
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(func=bench.run)
     return parser
 
 
