@@ -175,7 +175,6 @@ def test_info_quantized_types(tmp_path: Path) -> None:
     [
         ("run", "-m", "/no/such/model.gguf", "-p", "x"),
         ("info", "/no/such/model.gguf"),
-        ("run", "-p", "hello"),  # no model
         ("info",),
         ("run", "-m", "MODEL"),  # no prompt
         ("run", "-m", "MODEL", "-p", "x", "-c", "-5"),
@@ -221,5 +220,15 @@ def test_main_in_process(tiny_path: str, capsys: Any) -> None:
 
     assert main(["info", tiny_path]) == 0
     assert "llama" in capsys.readouterr().out
-    assert main(["run", "-p", "x"]) == 1
+    assert main(["run", "-m", "/no/such/model.gguf", "-p", "x"]) == 1
     assert capsys.readouterr().err.startswith("libllm: error: ")
+
+
+def test_run_uses_the_bundled_model(lib) -> None:
+    from libllm.models import default_model_path
+
+    proc = run_cli("run", "-p", "def fibonacci(", "-n", "16", "--temp", "0")
+    assert proc.returncode == 0, proc.stderr
+    with lib.LLM(default_model_path(), n_ctx=2048) as llm:
+        want = llm.generate("def fibonacci(", max_tokens=16, temperature=0)
+    assert proc.stdout.decode() == want and want

@@ -20,6 +20,7 @@ from ._errors import LibLLMError
 from .context import CACHE_TYPES
 from .llm import LLM
 from .model import Model
+from .models import default_model_path
 
 PROG = "libllm"
 
@@ -69,7 +70,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Generate text after a prompt; only the generated text goes to stdout.",
         allow_abbrev=False,
     )
-    run.add_argument("-m", "--model", metavar="FILE", help="the GGUF model file")
+    run.add_argument("-m", "--model", metavar="FILE",
+                     help="the GGUF model file (default: the small code model bundled with "
+                          "libllm)")
     run.add_argument("-p", "--prompt", metavar="TEXT", help="the prompt")
     run.add_argument("-f", "--file", metavar="FILE", help="read the prompt from a file")
     run.add_argument(
@@ -205,7 +208,7 @@ def _need_model(path: str | None) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    model_path = _need_model(args.model)
+    model_path = args.model or default_model_path()   # the bundled model when -m is absent
     if args.prompt is not None and args.file is not None:
         raise _UserError("give the prompt with -p or -f, not both")
     if args.file is not None:
