@@ -232,3 +232,15 @@ def test_run_uses_the_bundled_model(lib) -> None:
     with lib.LLM(default_model_path(), n_ctx=2048) as llm:
         want = llm.generate("def fibonacci(", max_tokens=16, temperature=0)
     assert proc.stdout.decode() == want and want
+
+
+def test_info_estimates_and_run_verbose_reports_memory(lib, tiny_path: str) -> None:
+    proc = run_cli("info", tiny_path, "--ctx", "512", "-ctk", "f32", "-np", "2")
+    assert proc.returncode == 0, proc.stderr
+    with lib.Model(tiny_path) as model:
+        want = lib.Context.estimate_memory(model, n_ctx=512, n_seq_max=2, type_k="f32")
+    out = proc.stdout.decode()
+    assert str(want["k"]) in out and str(want["v"]) in out and str(want["compute"]) in out
+    proc = run_cli("run", "-m", tiny_path, "-p", "x", "-n", "2", "-c", "256", "--verbose")
+    assert proc.returncode == 0, proc.stderr
+    assert "K cache" in proc.stderr.decode() and "compute buffers" in proc.stderr.decode()

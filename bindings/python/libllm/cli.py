@@ -17,7 +17,7 @@ from typing import Callable
 
 from . import bench
 from ._errors import LibLLMError
-from .context import CACHE_TYPES
+from .context import CACHE_TYPES, Context
 from .llm import LLM
 from .model import Model
 from .models import default_model_path
@@ -183,6 +183,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("model_pos", nargs="?", metavar="MODEL", help="the GGUF model file")
     info.add_argument("-m", "--model", dest="model_opt", metavar="FILE", help="the GGUF model file")
+    info.add_argument("-c", "--ctx", "--ctx-size", dest="ctx_size", type=int, default=None,
+                      metavar="N", help="also estimate the memory of a context of N cells "
+                      "(0: the model's training context)")
+    info.add_argument("-b", "--batch-size", type=int, default=512, metavar="N")
+    info.add_argument("-ub", "--ubatch-size", type=int, default=512, metavar="N")
+    info.add_argument("-np", "--parallel", type=int, default=1, metavar="N",
+                      help="sequences the context serves")
+    info.add_argument("-t", "--threads", type=int, default=0, metavar="N")
+    info.add_argument("-ctk", "--type-k", "--cache-type-k", dest="type_k", default="f16",
+                      choices=list(CACHE_TYPES), help="KV cache type of keys (default f16)")
+    info.add_argument("-ctv", "--type-v", "--cache-type-v", dest="type_v", default="f16",
+                      choices=list(CACHE_TYPES), help="KV cache type of values (default f16)")
     info.set_defaults(func=_cmd_info)
 
     bench_parser = sub.add_parser(
@@ -253,6 +265,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"{PROG}: loaded {model_path} ({model.arch}, {_human_count(model.n_params)} "
             f"params, {_human_bytes(model.size)}) in {time.perf_counter() - t0:.2f} s"
         )
+        if args.verbose:
+            _eprint(f"{PROG}: memory (host):")
+            for line in _breakdown_lines(llm.context.memory_breakdown()):
+                _eprint(f"{PROG}: {line}")
         out = sys.stdout
         for piece in llm.stream(
             prompt,
@@ -295,6 +311,22 @@ def _write_text(out: object, text: str) -> None:
 # -- info --------------------------------------------------------------------------------
 
 
+_BREAKDOWN_ROWS = [
+    ("weights_mapped", "weights (mapped file)"),
+    ("weights_resident", "weights (own copies)"),
+    ("k", "K cache"),
+    ("v", "V cache"),
+    ("recurrent", "recurrent state"),
+    ("compute", "compute buffers"),
+]
+
+
+def _breakdown_lines(breakdown: dict[str, int]) -> list[str]:
+    rows = [(label, breakdown[key]) for key, label in _BREAKDOWN_ROWS]
+    rows.append(("total", sum(n for _, n in rows)))
+    return [f"  {label:<22} {n:>14}  ({_human_bytes(n)})" for label, n in rows]
+
+
 def _show_value(value: str, limit: int = 100) -> str:
     text = value.encode("unicode_escape").decode("ascii") if not value.isprintable() else value
     if len(text) > limit:
@@ -331,6 +363,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
         lines.append(f"  {'type':<8} {'count':>7} {'bytes':>14}")
         for name, (count, n_bytes) in sorted(by_type.items(), key=lambda kv: -kv[1][1]):
             lines.append(f"  {name:<8} {count:>7} {n_bytes:>14}  ({_human_bytes(n_bytes)})")
+        if args.ctx_size is not None:
+            estimate = Context.estimate_memory(
+                model, n_ctx=args.ctx_size, n_batch=args.batch_size, n_ubatch=args.ubatch_size,
+                n_seq_max=args.parallel, n_threads=args.threads, type_k=args.type_k,
+                type_v=args.type_v)
+            lines.append("")
+            lines.append(f"memory of a context (estimate): n_ctx {args.ctx_size or 'train'}, "
+                         f"K {args.type_k}, V {args.type_v}, {args.parallel} sequence(s)")
+            lines += _breakdown_lines(estimate)
         metadata = model.metadata
         lines.append("")
         lines.append(f"metadata: {len(metadata)} keys")
