@@ -38,7 +38,6 @@ from langchain_core.outputs import (
 )
 from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
 
-from ..chat import ChatTemplate
 from ..llm import LLM as _EngineLLM
 
 _DONE = object()
@@ -235,12 +234,10 @@ class ChatLibLLM(_EngineOwner, BaseChatModel):
     ChatML when the model has none)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
-    _template: ChatTemplate | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _load(self) -> ChatLibLLM:
         self._start_engine()
-        self._template = ChatTemplate.from_model(self.engine.model)
         return self
 
     @property
@@ -248,13 +245,8 @@ class ChatLibLLM(_EngineOwner, BaseChatModel):
         return "libllm-chat"
 
     def format_messages(self, messages: Sequence[BaseMessage]) -> str:
-        """The prompt text the model sees, without the BOS text (the engine adds BOS)."""
-        assert self._template is not None
-        text = self._template.render(_to_dicts(messages), add_generation_prompt=True)
-        bos = self._template.bos_token
-        if bos and self.engine.model.add_bos and text.startswith(bos):
-            text = text[len(bos):]
-        return text
+        """The prompt text the model sees (the engine adds BOS itself)."""
+        return self.engine.chat_prompt(_to_dicts(messages))
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any

@@ -244,3 +244,19 @@ def test_info_estimates_and_run_verbose_reports_memory(lib, tiny_path: str) -> N
     proc = run_cli("run", "-m", tiny_path, "-p", "x", "-n", "2", "-c", "256", "--verbose")
     assert proc.returncode == 0, proc.stderr
     assert "K cache" in proc.stderr.decode() and "compute buffers" in proc.stderr.decode()
+
+
+def test_chat_keeps_the_conversation(lib, tiny_path: str) -> None:
+    lines = "hi there\nand more\n/exit\n"
+    proc = subprocess.run([sys.executable, "-m", "libllm", "chat", "-m", tiny_path, "-n", "6",
+                           "--temp", "0", "-c", "8192", "-sys", "be brief"],
+                          input=lines.encode(), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with lib.LLM(tiny_path, n_ctx=8192) as llm:
+        history = [{"role": "system", "content": "be brief"},
+                   {"role": "user", "content": "hi there"}]
+        first = llm.chat(history, max_tokens=6, temperature=0)
+        history += [{"role": "assistant", "content": first},
+                    {"role": "user", "content": "and more"}]
+        second = llm.chat(history, max_tokens=6, temperature=0)
+    assert proc.stdout.decode() == first + "\n\n" + second + "\n\n"

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Callable
+from typing import Any, Callable
 
 from . import bench
 from ._errors import LibLLMError
@@ -56,6 +56,111 @@ def _human_count(n: int) -> str:
 # -- parser ------------------------------------------------------------------------------
 
 
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    """The model, context and sampling flags that run and chat share (llama-cli's names)."""
+    p.add_argument("-m", "--model", metavar="FILE",
+                     help="the GGUF model file (default: the small code model bundled with "
+                          "libllm)")
+    p.add_argument(
+        "-n",
+        "--n-predict",
+        type=int,
+        default=128,
+        metavar="N",
+        help="tokens to generate (-1: until the context is full; default 128)",
+    )
+    p.add_argument(
+        "-c",
+        "--ctx-size",
+        type=int,
+        default=2048,
+        metavar="N",
+        help="context size (0: the model's; default 2048)",
+    )
+    p.add_argument(
+        "-t",
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compute threads (default: all cores)",
+    )
+    p.add_argument(
+        "-b",
+        "--batch-size",
+        type=int,
+        default=512,
+        metavar="N",
+        help="tokens per decode call (default 512)",
+    )
+    p.add_argument(
+        "-ub",
+        "--ubatch-size",
+        type=int,
+        default=512,
+        metavar="N",
+        help="tokens computed at once (default 512)",
+    )
+    p.add_argument(
+        "-np",
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="sequences the context holds (default 1)",
+    )
+    p.add_argument(
+        "--temp", type=float, default=0.8, metavar="T", help="temperature (0: greedy; default 0.8)"
+    )
+    p.add_argument("--top-k", type=int, default=40, metavar="K", help="top-k (default 40)")
+    p.add_argument("--top-p", type=float, default=0.95, metavar="P", help="top-p (default 0.95)")
+    p.add_argument("--min-p", type=float, default=0.05, metavar="P", help="min-p (default 0.05)")
+    p.add_argument(
+        "--repeat-penalty",
+        type=float,
+        default=1.0,
+        metavar="R",
+        help="repeat penalty over the last 64 tokens (1: off; default 1.0)",
+    )
+    p.add_argument(
+        "-s",
+        "--seed",
+        type=int,
+        default=-1,
+        metavar="S",
+        help="sampling seed (-1: random; default -1)",
+    )
+    p.add_argument(
+        "-ctk",
+        "--type-k",
+        "--cache-type-k",
+        dest="type_k",
+        default="f16",
+        choices=list(CACHE_TYPES),
+        help="KV cache type of keys (default f16)",
+    )
+    p.add_argument(
+        "-ctv",
+        "--type-v",
+        "--cache-type-v",
+        dest="type_v",
+        default="f16",
+        choices=list(CACHE_TYPES),
+        help="KV cache type of values (default f16)",
+    )
+    p.add_argument(
+        "-ngl",
+        "--n-gpu-layers",
+        "--gpu-layers",
+        dest="n_gpu_layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="layers to offload to a GPU (default 0)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="show library log lines")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -70,110 +175,22 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Generate text after a prompt; only the generated text goes to stdout.",
         allow_abbrev=False,
     )
-    run.add_argument("-m", "--model", metavar="FILE",
-                     help="the GGUF model file (default: the small code model bundled with "
-                          "libllm)")
     run.add_argument("-p", "--prompt", metavar="TEXT", help="the prompt")
     run.add_argument("-f", "--file", metavar="FILE", help="read the prompt from a file")
-    run.add_argument(
-        "-n",
-        "--n-predict",
-        type=int,
-        default=128,
-        metavar="N",
-        help="tokens to generate (-1: until the context is full; default 128)",
-    )
-    run.add_argument(
-        "-c",
-        "--ctx-size",
-        type=int,
-        default=2048,
-        metavar="N",
-        help="context size (0: the model's; default 2048)",
-    )
-    run.add_argument(
-        "-t",
-        "--threads",
-        type=int,
-        default=0,
-        metavar="N",
-        help="compute threads (default: all cores)",
-    )
-    run.add_argument(
-        "-b",
-        "--batch-size",
-        type=int,
-        default=512,
-        metavar="N",
-        help="tokens per decode call (default 512)",
-    )
-    run.add_argument(
-        "-ub",
-        "--ubatch-size",
-        type=int,
-        default=512,
-        metavar="N",
-        help="tokens computed at once (default 512)",
-    )
-    run.add_argument(
-        "-np",
-        "--parallel",
-        type=int,
-        default=1,
-        metavar="N",
-        help="sequences the context holds (default 1)",
-    )
-    run.add_argument(
-        "--temp", type=float, default=0.8, metavar="T", help="temperature (0: greedy; default 0.8)"
-    )
-    run.add_argument("--top-k", type=int, default=40, metavar="K", help="top-k (default 40)")
-    run.add_argument("--top-p", type=float, default=0.95, metavar="P", help="top-p (default 0.95)")
-    run.add_argument("--min-p", type=float, default=0.05, metavar="P", help="min-p (default 0.05)")
-    run.add_argument(
-        "--repeat-penalty",
-        type=float,
-        default=1.0,
-        metavar="R",
-        help="repeat penalty over the last 64 tokens (1: off; default 1.0)",
-    )
-    run.add_argument(
-        "-s",
-        "--seed",
-        type=int,
-        default=-1,
-        metavar="S",
-        help="sampling seed (-1: random; default -1)",
-    )
-    run.add_argument(
-        "-ctk",
-        "--type-k",
-        "--cache-type-k",
-        dest="type_k",
-        default="f16",
-        choices=list(CACHE_TYPES),
-        help="KV cache type of keys (default f16)",
-    )
-    run.add_argument(
-        "-ctv",
-        "--type-v",
-        "--cache-type-v",
-        dest="type_v",
-        default="f16",
-        choices=list(CACHE_TYPES),
-        help="KV cache type of values (default f16)",
-    )
-    run.add_argument(
-        "-ngl",
-        "--n-gpu-layers",
-        "--gpu-layers",
-        dest="n_gpu_layers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="layers to offload to a GPU (default 0)",
-    )
-    run.add_argument("-v", "--verbose", action="store_true", help="show library log lines")
+    _add_generation_args(run)
     run.set_defaults(func=_cmd_run)
+
+    chat = sub.add_parser(
+        "chat",
+        help="chat interactively with the model",
+        description="An interactive chat with the model's chat template: each line you type is "
+        "a user message, the reply streams back; the conversation stays in the KV cache, so "
+        "only each new turn is decoded. /exit or end of input quits, /reset starts over.",
+        allow_abbrev=False,
+    )
+    chat.add_argument("-sys", "--system", metavar="TEXT", help="a system message")
+    _add_generation_args(chat)
+    chat.set_defaults(func=_cmd_chat)
 
     info = sub.add_parser(
         "info",
@@ -219,20 +236,41 @@ def _need_model(path: str | None) -> str:
     return path
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    model_path = args.model or default_model_path()   # the bundled model when -m is absent
+def _read_prompt(args: argparse.Namespace) -> str:
     if args.prompt is not None and args.file is not None:
         raise _UserError("give the prompt with -p or -f, not both")
     if args.file is not None:
         try:
             with open(args.file, encoding="utf-8") as f:
-                prompt = f.read()
+                return f.read()
         except (OSError, UnicodeDecodeError) as exc:
             raise _UserError(f"cannot read the prompt file {args.file!r}: {exc}") from None
-    elif args.prompt is not None:
-        prompt = args.prompt
-    else:
-        raise _UserError("no prompt given: pass one with -p PROMPT (or -f FILE)")
+    if args.prompt is not None:
+        return str(args.prompt)
+    raise _UserError("no prompt given: pass one with -p PROMPT (or -f FILE)")
+
+
+class _LoadBar:
+    """A progress bar on stderr while the model loads (only on a terminal)."""
+
+    def __init__(self) -> None:
+        self.shown = -1
+
+    def __call__(self, progress: float) -> bool:
+        step = int(progress * 30)
+        if step != self.shown:
+            self.shown = step
+            sys.stderr.write(f"\r{PROG}: loading [{'#' * step}{'.' * (30 - step)}]")
+            if step == 30:
+                sys.stderr.write("\r" + " " * 50 + "\r")
+            sys.stderr.flush()
+        return True
+
+
+def _open_llm(args: argparse.Namespace) -> LLM:
+    """The LLM the generation flags describe (the bundled model when -m is absent), with
+    the load line (and with --verbose the memory breakdown) on stderr."""
+    model_path = args.model or default_model_path()
     for name, value, low in (
         ("--ctx-size", args.ctx_size, 0),
         ("--batch-size", args.batch_size, 1),
@@ -244,7 +282,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise _UserError(f"{name} must be at least {low}, got {value}")
     if not -1 <= args.seed < 2**32:
         raise _UserError(f"--seed must be -1 or in [0, 2**32), got {args.seed}")
-
     t0 = time.perf_counter()
     llm = LLM(
         model_path,
@@ -258,39 +295,85 @@ def _cmd_run(args: argparse.Namespace) -> int:
         type_k=args.type_k,
         type_v=args.type_v,
         verbose=args.verbose,
+        progress=_LoadBar() if sys.stderr.isatty() else None,
     )
-    with llm:
-        model = llm.model
-        _eprint(
-            f"{PROG}: loaded {model_path} ({model.arch}, {_human_count(model.n_params)} "
-            f"params, {_human_bytes(model.size)}) in {time.perf_counter() - t0:.2f} s"
-        )
-        if args.verbose:
-            _eprint(f"{PROG}: memory (host):")
-            for line in _breakdown_lines(llm.context.memory_breakdown()):
-                _eprint(f"{PROG}: {line}")
+    model = llm.model
+    _eprint(
+        f"{PROG}: loaded {model_path} ({model.arch}, {_human_count(model.n_params)} "
+        f"params, {_human_bytes(model.size)}) in {time.perf_counter() - t0:.2f} s"
+    )
+    if args.verbose:
+        _eprint(f"{PROG}: memory (host):")
+        for line in _breakdown_lines(llm.context.memory_breakdown()):
+            _eprint(f"{PROG}: {line}")
+    return llm
+
+
+def _sampling(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "max_tokens": args.n_predict,
+        "temperature": args.temp,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "min_p": args.min_p,
+        "repeat_penalty": args.repeat_penalty,
+    }
+
+
+def _print_stats(llm: LLM) -> None:
+    stats = llm.last_stats
+    _eprint(
+        f"{PROG}: prompt: {stats.n_prompt_tokens} tokens ({stats.n_prompt_reused} reused) in "
+        f"{stats.prompt_seconds:.3f} s ({stats.prompt_tokens_per_second:.1f} tokens/s)"
+    )
+    _eprint(
+        f"{PROG}: generated: {stats.n_generated} tokens in {stats.generate_seconds:.3f} s "
+        f"({stats.generate_tokens_per_second:.1f} tokens/s)"
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    prompt = _read_prompt(args)
+    with _open_llm(args) as llm:
         out = sys.stdout
-        for piece in llm.stream(
-            prompt,
-            max_tokens=args.n_predict,
-            temperature=args.temp,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            min_p=args.min_p,
-            repeat_penalty=args.repeat_penalty,
-        ):
+        for piece in llm.stream(prompt, **_sampling(args)):
             _write_text(out, piece)
         if out.isatty():
             _write_text(out, "\n")
-        stats = llm.last_stats
-        _eprint(
-            f"{PROG}: prompt: {stats.n_prompt_tokens} tokens in {stats.prompt_seconds:.3f} s "
-            f"({stats.prompt_tokens_per_second:.1f} tokens/s)"
-        )
-        _eprint(
-            f"{PROG}: generated: {stats.n_generated} tokens in {stats.generate_seconds:.3f} s "
-            f"({stats.generate_tokens_per_second:.1f} tokens/s)"
-        )
+        _print_stats(llm)
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    """One user message per input line; the reply streams to stdout followed by a blank
+    line. The whole conversation is re-rendered each turn, and LLM reuses the cached prefix,
+    so only the new turn is decoded."""
+    with _open_llm(args) as llm:
+        system = [{"role": "system", "content": args.system}] if args.system else []
+        history: list[dict[str, str]] = list(system)
+        interactive = sys.stdin.isatty()
+        while True:
+            if interactive:
+                sys.stderr.write("> ")
+                sys.stderr.flush()
+            line = sys.stdin.readline()
+            if not line or line.strip() == "/exit":
+                break
+            text = line.rstrip("\n")
+            if text.strip() == "/reset":
+                history = list(system)
+                continue
+            if not text.strip():
+                continue
+            history.append({"role": "user", "content": text})
+            pieces = []
+            for piece in llm.chat_stream(history, **_sampling(args)):
+                pieces.append(piece)
+                _write_text(sys.stdout, piece)
+            _write_text(sys.stdout, "\n\n")
+            history.append({"role": "assistant", "content": "".join(pieces)})
+            if args.verbose:
+                _print_stats(llm)
     return 0
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import codecs
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _log
 from ._errors import LibLLMError, MemoryFullError
+from .chat import ChatTemplate, Message
 from .context import Context
 from .model import Model
 from .prompt_cache import PromptCache
@@ -134,6 +135,7 @@ class LLM:
         verbose: show every library log line on stderr.
         prompt_cache: a :class:`~libllm.PromptCache` that keeps prompt states across
             requests and LLM objects (see :meth:`set_cache`).
+        progress: called with the loading progress in [0, 1]; returning False aborts.
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class LLM:
         verbose: bool = False,
         n_ubatch: int = 512,
         prompt_cache: PromptCache | None = None,
+        progress: Callable[[float], bool | None] | None = None,
     ) -> None:
         if verbose:
             _log.enable_verbose()
@@ -158,6 +161,7 @@ class LLM:
         self.last_stats = GenerationStats()
         self.last_batch_stats: BatchStats | None = None
         self._generation = 0
+        self._chat_template: ChatTemplate | None = None
         # _held[s]: the tokens sequence s holds in the cache, in position order (_held[0] is
         # what generate/stream reuse); _exact0: how many leading tokens of sequence 0 have the
         # cells a fresh decode would give (a context shift makes the rest approximate)
@@ -166,7 +170,7 @@ class LLM:
         self._prompt_cache: PromptCache | None = None
         if prompt_cache is not None:
             self.set_cache(prompt_cache)
-        self.model = Model(model_path, n_gpu_layers=n_gpu_layers)
+        self.model = Model(model_path, n_gpu_layers=n_gpu_layers, progress=progress)
         try:
             if n_batch > 0 and n_ubatch > n_batch:
                 n_ubatch = n_batch
@@ -235,6 +239,36 @@ class LLM:
         return self.model.detokenize(ids)
 
     # -- generation ----------------------------------------------------------------------
+
+    # -- chat --------------------------------------------------------------------------
+
+    @property
+    def chat_template(self) -> ChatTemplate:
+        """The model's chat template (ChatML when the file has none)."""
+        if self._chat_template is None:
+            self._chat_template = ChatTemplate.from_model(self.model)
+        return self._chat_template
+
+    def chat_prompt(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+        """The prompt text for ``messages`` as :meth:`stream` takes it: the template's output
+        without the BOS text that tokenizing adds anyway."""
+        template = self.chat_template
+        text = template.render(messages, add_generation_prompt=add_generation_prompt)
+        bos = template.bos_token
+        if bos and self.model.add_bos and text.startswith(bos):
+            text = text[len(bos):]
+        return text
+
+    def chat(self, messages: Sequence[Message], **kwargs: Any) -> str:
+        """The assistant's reply to ``messages`` (dicts with ``role`` and ``content``),
+        formatted with the model's chat template; ``kwargs`` are :meth:`generate`'s. A
+        conversation that grows turn by turn decodes only each new turn: the earlier ones
+        are still in the cache."""
+        return "".join(self.chat_stream(messages, **kwargs))
+
+    def chat_stream(self, messages: Sequence[Message], **kwargs: Any) -> Iterator[str]:
+        """:meth:`chat`, yielding the reply in pieces."""
+        return self.stream(self.chat_prompt(messages), **kwargs)
 
     def generate(
         self,
