@@ -241,7 +241,7 @@ def test_info_estimates_and_run_verbose_reports_memory(lib, tiny_path: str) -> N
         want = lib.Context.estimate_memory(model, n_ctx=512, n_seq_max=2, type_k="f32")
     out = proc.stdout.decode()
     assert str(want["k"]) in out and str(want["v"]) in out and str(want["compute"]) in out
-    proc = run_cli("run", "-m", tiny_path, "-p", "x", "-n", "2", "-c", "256", "--verbose")
+    proc = run_cli("run", "-m", tiny_path, "-p", "x", "-n", "2", "--ctx", "256", "--verbose")
     assert proc.returncode == 0, proc.stderr
     assert "K cache" in proc.stderr.decode() and "compute buffers" in proc.stderr.decode()
 

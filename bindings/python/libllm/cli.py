@@ -72,6 +72,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-c",
         "--ctx-size",
+        "--ctx",
         type=int,
         default=2048,
         metavar="N",
