@@ -218,6 +218,12 @@ typedef struct llm_context_params {
     int32_t type_v;             /* llm_type of cached values: F32 or F16 (default F16) */
     llm_progress_fn abort_callback; /* optional; polled between micro-batches: false aborts */
     void *abort_user_data;
+    /* Recurrent and hybrid models (mamba, mamba2, jamba): snapshots of each sequence's state
+     * every snapshot_interval positions (0: off) in a pool of n_snapshots states allocated
+     * with the context (0: 8 per sequence), so that llm_memory_seq_rm(seq, p, -1) can roll a
+     * sequence back (see there). Ignored by attention-only models. */
+    uint32_t snapshot_interval;
+    uint32_t n_snapshots;
 } llm_context_params;
 
 LLM_API void llm_context_default_params(llm_context_params *params);
@@ -300,7 +306,14 @@ LLM_API float *llm_get_logits_ith(llm_context *ctx, int32_t i);
 /* Drops every cell and sequence. */
 LLM_API void llm_memory_clear(llm_context *ctx);
 
-/* Removes positions [p0, p1) of seq (seq < 0: of every sequence). */
+/* Removes positions [p0, p1) of seq (seq < 0: of every sequence). A recurrent state
+ * (mamba, mamba2, and the Mamba layers of a hybrid) cannot lose part of its past: removing
+ * part of a sequence returns LLM_STATUS_CANNOT_REWIND and changes nothing, except for a tail
+ * [p0, -1) when the context keeps snapshots (snapshot_interval): the sequence then rolls back
+ * to its newest snapshot that has seen no position >= p0, and may end before p0 - 1 (every
+ * layer's memory ends at the same position; llm_memory_seq_pos_max says where): decode the
+ * positions after it again. On a hybrid model the KV cache and the recurrent state move
+ * together: the call succeeds or fails for both. */
 LLM_API int32_t llm_memory_seq_rm(llm_context *ctx, llm_seq_id seq, llm_pos p0, llm_pos p1);
 
 /* Makes dst share src's cells in [p0, p1) (no data is copied). dst's old cells in that
@@ -340,7 +353,7 @@ typedef struct llm_memory_breakdown {
     uint64_t weights_resident;
     uint64_t k;                 /* cached keys */
     uint64_t v;                 /* cached values */
-    uint64_t recurrent;         /* recurrent state (state-space layers) */
+    uint64_t recurrent;         /* recurrent state (state-space layers), snapshots included */
     uint64_t compute;           /* compute scratch, bookkeeping and the logits buffer */
 } llm_memory_breakdown;
 

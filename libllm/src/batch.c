@@ -69,6 +69,7 @@ int batch_split_in_order(llm_context *ctx, const llm_batch *b) {
         ub->seq_id = b->seq_id + i0;
         ub->logits = ctx->flags + i0;
         ub->cells = ctx->cells + i0;
+        ub->snap = NULL;
     }
     return n_ubs;
 }
@@ -146,6 +147,7 @@ int batch_split_equal(llm_context *ctx, const llm_batch *b) {
         ub->seq_id = sp->seq_id + q;
         ub->logits = sp->flags + q;
         ub->cells = ctx->cells + q;
+        ub->snap = ctx->snap ? ctx->snap + q : NULL;
         for (int32_t c = 0; c < n_ch; c++) {
             int32_t s = sp->chosen[c], i = sp->head[s];
             for (int32_t t = 0; t < k; t++, i = sp->next[i]) {

@@ -24,7 +24,7 @@ static bool kv_bytes(const llm_model *m, const llm_context_params *p, uint64_t *
     /* sliding-window layers keep a pool of n_swa_cells cells, the others n_ctx cells */
     uint64_t n_swa_cells = context_n_swa_cells(m, p);
     uint64_t n_layer_swa = n_swa_cells ? hp->n_layer_swa : 0;
-    uint64_t cells = ((uint64_t)p->n_ctx * (hp->n_layer - n_layer_swa) +
+    uint64_t cells = ((uint64_t)p->n_ctx * (hp->n_layer - hp->n_layer_ssm - n_layer_swa) +
                       n_swa_cells * n_layer_swa) * hp->n_head_kv;
     *k = cells * kh;
     *v = cells * vh;
@@ -57,16 +57,17 @@ LLM_API int32_t llm_memory_breakdown_get(const llm_context *ctx, llm_memory_brea
     int32_t st = start(out, n_max);
     if (st != 0) return st;
     weights(ctx->model, out);
-    if (ctx->rec) {
-        recurrent_params rp = {ctx->rec->n_seq_max, ctx->rec->n_layer, ctx->rec->conv_elems,
-                               ctx->rec->ssm_elems};
+    const recurrent *r = ctx->rec;
+    if (r) {
+        recurrent_params rp = {r->n_seq_max, r->n_layer, r->conv_elems, r->ssm_elems,
+                               r->snap_every, r->n_snap};
         out->recurrent = recurrent_state_bytes(&rp);
-        out->compute = context_compute_bytes(ctx->model, &ctx->params, ctx->logits_rows);
-        return 1;
     }
     const kv_cache *kv = ctx->kv;
-    out->k = kv->k_cell_bytes * kv->n_cells * kv->n_layer;
-    out->v = kv->v_cell_bytes * kv->n_cells * kv->n_layer;
+    if (kv) {
+        out->k = kv->k_cell_bytes * kv->n_cells * kv->n_layer;
+        out->v = kv->v_cell_bytes * kv->n_cells * kv->n_layer;
+    }
     if (ctx->swa) {
         const kv_cache *w = ctx->swa->swa;
         out->k += w->k_cell_bytes * w->n_cells * w->n_layer;
@@ -89,11 +90,12 @@ LLM_API int32_t llm_memory_breakdown_estimate(const llm_model *model,
     int32_t st = start(out, n_max);
     if (st != 0) return st;
     weights(model, out);
-    if (model_is_recurrent(model)) {
+    if (model_has_recurrent(model)) {
         recurrent_params rp;
         context_recurrent_params(model, &p, &rp);
         out->recurrent = recurrent_state_bytes(&rp);
-    } else if (!kv_bytes(model, &p, &out->k, &out->v)) {
+    }
+    if (!model_is_recurrent(model) && !kv_bytes(model, &p, &out->k, &out->v)) {
         return LLM_INT32_ERROR;
     }
     out->compute = context_compute_bytes(model, &p, LLM_MIN(p.n_seq_max, p.n_batch));

@@ -61,7 +61,8 @@ static int max_head_dim(const llm_hparams *hp) {
     return (int)LLM_MAX(hp->head_dim_k, hp->head_dim_v);
 }
 static int64_t max_row(const llm_hparams *hp) {
-    int64_t attn = LLM_MAX(LLM_MAX(hp->n_embd, hp->n_ff), hp->n_head * hp->head_dim_v);
+    int64_t ff = LLM_MAX(hp->n_ff, hp->n_ff_shexp);
+    int64_t attn = LLM_MAX(LLM_MAX((int64_t)hp->n_embd, ff), (int64_t)hp->n_head * hp->head_dim_v);
     return LLM_MAX(attn, (int64_t)hp->ssm_d_inner);
 }
 
@@ -80,11 +81,14 @@ void context_recurrent_params(const llm_model *m, const llm_context_params *p,
                               recurrent_params *rp) {
     const llm_hparams *hp = &m->hp;
     uint64_t conv_ch = hp->ssm_d_inner;
-    if (m->arch == ARCH_MAMBA2) conv_ch += 2ull * hp->ssm_n_group * hp->ssm_d_state;
+    if (model_ssm_v2(m)) conv_ch += 2ull * hp->ssm_n_group * hp->ssm_d_state;
     rp->n_seq_max = p->n_seq_max;
-    rp->n_layer = hp->n_layer;
+    rp->n_layer = hp->n_layer_ssm;
     rp->conv_elems = (uint64_t)(hp->ssm_d_conv - 1) * conv_ch;
     rp->ssm_elems = (uint64_t)hp->ssm_d_inner * hp->ssm_d_state;
+    rp->snap_every = p->snapshot_interval;
+    rp->n_snap = p->snapshot_interval == 0 ? 0
+               : p->n_snapshots ? p->n_snapshots : 8 * p->n_seq_max;
 }
 
 /* Bytes of the equal split's scratch (split_scratch). */
@@ -97,29 +101,33 @@ static uint64_t split_bytes(const llm_model *m, const llm_context_params *p) {
 
 uint64_t context_compute_bytes(const llm_model *m, const llm_context_params *p,
                                uint32_t logits_rows) {
-    const bool rec = model_is_recurrent(m);
+    const bool rec = model_has_recurrent(m), attn = !model_is_recurrent(m);
     uint64_t n_batch = p->n_batch;
     uint64_t bookkeeping = context_n_ubatches(p, rec) * sizeof(ubatch) +
                            n_batch * (sizeof(int32_t) * 2 + sizeof(int8_t)) +
                            p->n_seq_max * sizeof(llm_pos);
     uint64_t logits = (uint64_t)logits_rows * m->hp.n_vocab * sizeof(float);
-    uint64_t backend = cpu_backend_scratch_bytes(p->n_threads, max_head_dim(&m->hp),
-                                                 (int)p->n_ubatch, max_row(&m->hp));
+    uint64_t total = cpu_backend_scratch_bytes(p->n_threads, max_head_dim(&m->hp),
+                                               (int)p->n_ubatch, max_row(&m->hp)) +
+                     bookkeeping + logits;
     if (rec) {
         recurrent_params rp;
         context_recurrent_params(m, p, &rp);
-        return ssm_scratch_bytes(m, p->n_ubatch) + backend + bookkeeping + split_bytes(m, p) +
-               recurrent_bookkeeping_bytes(&rp) + logits;
+        total += ssm_scratch_bytes(m, p->n_ubatch) + split_bytes(m, p) +
+                 recurrent_bookkeeping_bytes(&rp);
+        if (rp.n_snap) total += n_batch * sizeof(int32_t);   /* ctx->snap */
+        if (attn) total += hybrid_bookkeeping_bytes(p->n_seq_max);
     }
-    uint32_t n_swa_cells = context_n_swa_cells(m, p);
-    uint64_t n_cells = p->n_ctx;
-    uint64_t cells = n_cells * (sizeof(llm_pos) + sizeof(int32_t) +
-                                (p->n_seq_max + 63) / 64 * sizeof(uint64_t));
-    if (n_swa_cells) {
-        cells += kv_swa_bookkeeping_bytes(p->n_ctx, n_swa_cells, p->n_seq_max, p->n_ubatch);
+    if (attn) {
+        uint32_t n_swa_cells = context_n_swa_cells(m, p);
+        uint64_t cells = (uint64_t)p->n_ctx * (sizeof(llm_pos) + sizeof(int32_t) +
+                                               (p->n_seq_max + 63) / 64 * sizeof(uint64_t));
+        if (n_swa_cells) {
+            cells += kv_swa_bookkeeping_bytes(p->n_ctx, n_swa_cells, p->n_seq_max, p->n_ubatch);
+        }
+        total += llama_scratch_bytes(m, p->n_ubatch, p->n_ctx, n_swa_cells) + cells;
     }
-    return llama_scratch_bytes(m, p->n_ubatch, p->n_ctx, n_swa_cells) + backend + bookkeeping +
-           cells + logits;
+    return total;
 }
 
 static int32_t create_split(llm_context *ctx) {
@@ -154,13 +162,27 @@ static void free_split(split_scratch *sp) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) llm_free(all[i]);
 }
 
-/* The memory and forward scratch of a state-space model. */
-static int32_t create_recurrent(llm_context *ctx) {
+/* The memory and forward scratch of a state-space model; with kp (a hybrid model), the KV
+ * cache of its attention layers too. */
+static int32_t create_recurrent(llm_context *ctx, const kv_cache_params *kp) {
     recurrent_params rp;
     context_recurrent_params(ctx->model, &ctx->params, &rp);
-    int32_t st = recurrent_create(&rp, &ctx->rec);
-    if (st != LLM_STATUS_OK) return st;
-    ctx->memory = &ctx->rec->base;
+    int32_t st;
+    if (kp) {
+        hybrid *h;
+        if ((st = hybrid_create(kp, &rp, &h)) != LLM_STATUS_OK) return st;
+        ctx->memory = &h->base;
+        ctx->kv = h->kv;
+        ctx->rec = h->rec;
+    } else {
+        if ((st = recurrent_create(&rp, &ctx->rec)) != LLM_STATUS_OK) return st;
+        ctx->memory = &ctx->rec->base;
+    }
+    if (rp.n_snap) {
+        ctx->snap = llm_malloc(sizeof(int32_t) * ctx->params.n_batch);
+        if (!ctx->snap) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory creating the "
+                                         "context");
+    }
     return ssm_scratch_create(ctx->model, ctx->params.n_ubatch, &ctx->ssm);
 }
 
@@ -171,8 +193,10 @@ static int32_t create(llm_context *ctx) {
                           hp->head_dim_v, (uint32_t)p->type_k, (uint32_t)p->type_v};
     uint32_t n_swa_cells = context_n_swa_cells(ctx->model, p);
     int32_t st;
-    if (model_is_recurrent(ctx->model)) {
-        if ((st = create_recurrent(ctx)) != LLM_STATUS_OK) return st;
+    if (model_has_recurrent(ctx->model)) {
+        kp.n_layer = hp->n_layer - hp->n_layer_ssm;
+        st = create_recurrent(ctx, model_is_hybrid(ctx->model) ? &kp : NULL);
+        if (st != LLM_STATUS_OK) return st;
     } else if (n_swa_cells) {
         /* full-attention layers in a full cache, sliding-window layers in a window pool */
         kv_cache_params ks = kp;
@@ -190,7 +214,7 @@ static int32_t create(llm_context *ctx) {
     }
     st = create_backend(ctx->model, p, p->n_threads, &ctx->backend);
     if (st != LLM_STATUS_OK) return st;
-    if (!ctx->rec) {
+    if (!model_is_recurrent(ctx->model)) {
         st = llama_scratch_create(ctx->model, p->n_ubatch, p->n_ctx, n_swa_cells, &ctx->scratch);
         if (st != LLM_STATUS_OK) return st;
     }
@@ -219,6 +243,7 @@ LLM_API void llm_context_free(llm_context *ctx) {
     free_split(&ctx->split);
     llm_free(ctx->ubs);
     llm_free(ctx->cells);
+    llm_free(ctx->snap);
     llm_free(ctx->seq_next);
     llm_free(ctx->output_row);
     llm_free(ctx->flags);
@@ -334,6 +359,8 @@ static int32_t forward(llm_context *ctx, const ubatch *ub, float *out) {
     case ARCH_GEMMA3: return gemma3_forward(ctx, ub, out);
     case ARCH_MAMBA: return mamba_forward(ctx, ub, out);
     case ARCH_MAMBA2: return mamba2_forward(ctx, ub, out);
+    case ARCH_JAMBA: return jamba_forward(ctx, ub, out);
+    case ARCH_GRANITE_HYBRID: return granite_hybrid_forward(ctx, ub, out);
     default: return llama_forward(ctx, ub, out);
     }
 }

@@ -5,6 +5,7 @@
 
 #include "backend/backend.h"
 #include "memory/kv_cache.h"
+#include "memory/hybrid.h"
 #include "memory/kv_swa.h"
 #include "memory/recurrent.h"
 #include "model.h"
@@ -38,10 +39,11 @@ struct llm_context {
     llm_backend *backend;
     llm_memory *memory;            /* what the decode loop talks to */
     kv_cache *kv;                  /* the full-attention layers' cache (the memory itself when
-                                      the model has no sliding window) */
+                                      the model has no sliding window and no recurrent layer) */
     kv_swa *swa;                   /* the memory, when the model has sliding-window layers:
                                       swa->swa holds those layers' K/V; NULL otherwise */
-    recurrent *rec;                /* the memory of state-space models; NULL otherwise */
+    recurrent *rec;                /* the state of state-space layers (the memory itself in
+                                      mamba / mamba2, part of a hybrid in jamba); else NULL */
     llama_scratch *scratch;        /* compute buffers of the attention forward passes */
     ssm_scratch *ssm;              /* compute buffers of the state-space forward passes */
     split_scratch split;           /* allocated when the memory splits equally */
@@ -49,6 +51,8 @@ struct llm_context {
     /* batch handling, sized for n_batch */
     ubatch *ubs;                   /* [context_n_ubatches] */
     int32_t *cells;                /* [n_batch] the cell of every token of the batch */
+    int32_t *snap;                 /* [n_batch] the snapshot cell of every token (recurrent
+                                      memories with snapshots); NULL otherwise */
     llm_pos *seq_next;             /* [n_seq_max] validation: next expected position */
     int8_t *flags;                 /* [n_batch] output flag of every token */
 
@@ -109,6 +113,13 @@ uint64_t ssm_scratch_bytes(const llm_model *model, uint32_t n_ubatch);
  * llama_forward, over the recurrent memory ctx->rec. */
 int32_t mamba_forward(llm_context *ctx, const ubatch *ub, float *logits);
 int32_t mamba2_forward(llm_context *ctx, const ubatch *ub, float *logits);
+
+/* The forward pass of jamba (arch/jamba.c): attention layers over ctx->kv, Mamba layers over
+ * ctx->rec; same contract as llama_forward. */
+int32_t jamba_forward(llm_context *ctx, const ubatch *ub, float *logits);
+
+/* The forward pass of Granite 4 hybrids (arch/granite_hybrid.c); same contract. */
+int32_t granite_hybrid_forward(llm_context *ctx, const ubatch *ub, float *logits);
 
 /* The forward pass of gemma3 (arch/gemma3.c); same contract as llama_forward. */
 int32_t gemma3_forward(llm_context *ctx, const ubatch *ub, float *logits);

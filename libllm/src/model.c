@@ -218,7 +218,8 @@ static int32_t bind_vector(llm_model *m, const char *name, int64_t n, bool requi
     return LLM_STATUS_OK;
 }
 
-static int32_t bind_weights(llm_model *m, const llm_model_params *p) {
+/* token_embd, output_norm, output (tied to token_embd when absent) and the layer array. */
+static int32_t bind_globals(llm_model *m) {
     llm_hparams *hp = &m->hp;
     const gguf_tensor *embd = gguf_get_tensor(m->file, "token_embd.weight");
     if (!embd) return llm_error(LLM_STATUS_BAD_FORMAT, "missing tensor 'token_embd.weight'");
@@ -227,42 +228,156 @@ static int32_t bind_weights(llm_model *m, const llm_model_params *p) {
     }
     hp->n_vocab = (uint32_t)embd->ne[1];
     int32_t st;
-    int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim_k;
-    int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k, V = (int64_t)hp->n_head_kv * hp->head_dim_v;
-    int64_t O = (int64_t)hp->n_head * hp->head_dim_v, F = hp->n_ff;
-    if ((st = bind_matrix(m, "token_embd.weight", E, hp->n_vocab, &m->tok_embd)) ||
-        (st = bind_vector(m, "output_norm.weight", E, true, &m->output_norm)) ||
-        (st = bind(m, "output.weight", E, hp->n_vocab, false, &m->output)) ||
-        (st = bind_vector(m, "rope_freqs.weight", hp->n_rot / 2, false, &m->rope_freqs))) {
+    if ((st = bind_matrix(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd)) ||
+        (st = bind_vector(m, "output_norm.weight", hp->n_embd, true, &m->output_norm)) ||
+        (st = bind(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output))) {
         return st;
     }
     if (!m->output) m->output = m->tok_embd;   /* tied embeddings */
     m->layers = llm_calloc(hp->n_layer, sizeof *m->layers);
     if (!m->layers) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory loading layers");
+    for (uint32_t i = 0; i < hp->n_layer; i++) m->layers[i].kv_slot = i;
+    return LLM_STATUS_OK;
+}
+
+/* Reports layer i as loaded; false (with the error set) when the callback aborts. */
+static int32_t layer_loaded(const llm_model *m, const llm_model_params *p, uint32_t i) {
+    if (p->progress && !p->progress((float)(i + 1) / (float)(m->hp.n_layer + 1),
+                                    p->progress_user_data)) {
+        return llm_error(LLM_STATUS_ABORTED, "model loading aborted by the progress callback");
+    }
+    return LLM_STATUS_OK;
+}
+
+/* The attention half of a block: its norm, q/k/v/output and (bias) q/k/v biases. */
+static int32_t bind_layer_attn(llm_model *m, uint32_t i, bool bias) {
+    const llm_hparams *hp = &m->hp;
+    llm_layer *l = &m->layers[i];
+    int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim_k;
+    int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k, V = (int64_t)hp->n_head_kv * hp->head_dim_v;
+    int64_t O = (int64_t)hp->n_head * hp->head_dim_v;
+    char n[8][64];
+    const char *parts[8] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight",
+                            "attn_v.weight", "attn_output.weight", "attn_q.bias", "attn_k.bias",
+                            "attn_v.bias"};
+    for (int j = 0; j < 8; j++) snprintf(n[j], sizeof n[j], "blk.%u.%s", i, parts[j]);
+    int32_t st;
+    if ((st = bind_vector(m, n[0], E, true, &l->attn_norm)) ||
+        (st = bind_matrix(m, n[1], E, Q, &l->wq)) ||
+        (st = bind_matrix(m, n[2], E, K, &l->wk)) ||
+        (st = bind_matrix(m, n[3], E, V, &l->wv)) ||
+        (st = bind_matrix(m, n[4], O, E, &l->wo)) ||
+        (st = bind_vector(m, n[5], Q, bias, &l->bq)) ||
+        (st = bind_vector(m, n[6], K, bias, &l->bk)) ||
+        (st = bind_vector(m, n[7], V, bias, &l->bv))) {
+        return st;
+    }
+    return LLM_STATUS_OK;
+}
+
+/* The experts of a mixture-of-experts layer: ffn_{gate,up,down}_exps stack n_expert matrices
+ * ([n_expert][n_ff][n_embd] for gate and up, [n_expert][n_embd][n_ff] for down); each
+ * expert's matrix becomes a view the matmul takes like any other weight. */
+static int32_t bind_experts(llm_model *m, uint32_t i) {
+    const llm_hparams *hp = &m->hp;
+    llm_layer *l = &m->layers[i];
+    const int64_t X = hp->n_expert, E = hp->n_embd, F = hp->n_ff;
+    l->experts = llm_calloc(3 * (size_t)X, sizeof *l->experts);
+    if (!l->experts) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory loading experts");
+    const char *parts[3] = {"ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"};
+    for (int w = 0; w < 3; w++) {
+        char name[64];
+        snprintf(name, sizeof name, "blk.%u.%s", i, parts[w]);
+        const gguf_tensor *t = gguf_get_tensor(m->file, name);
+        const int64_t cols = w < 2 ? E : F, rows = w < 2 ? F : E;
+        if (!t) return llm_error(LLM_STATUS_BAD_FORMAT, "missing tensor '%s'", name);
+        uint64_t row_bytes;
+        if (t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != X || t->ne[3] != 1 ||
+            !type_row_bytes(t->type, cols, &row_bytes)) {
+            return llm_error(LLM_STATUS_BAD_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, "
+                             "%lld], expected [%lld, %lld, %lld]", name, (long long)t->ne[0],
+                             (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                             (long long)cols, (long long)rows, (long long)X);
+        }
+        if (!type_traits_get(t->type)->dot_f32) {
+            return llm_error(LLM_STATUS_UNSUPPORTED, "tensor '%s' has type %s, which libllm does "
+                             "not support yet", name, type_traits_get(t->type)->name);
+        }
+        for (int64_t e = 0; e < X; e++) {
+            gguf_tensor *v = &l->experts[w * X + e];
+            *v = *t;
+            v->n_dims = 2;
+            v->ne[2] = 1;
+            v->n_bytes = row_bytes * (uint64_t)rows;
+            v->offset = t->offset + (uint64_t)e * v->n_bytes;
+            v->data = (const uint8_t *)t->data + (uint64_t)e * v->n_bytes;
+        }
+    }
+    return LLM_STATUS_OK;
+}
+
+/* The shared expert every row goes through beside its routed ones (granite). */
+static int32_t bind_shared_expert(llm_model *m, uint32_t i) {
+    const llm_hparams *hp = &m->hp;
+    llm_layer *l = &m->layers[i];
+    const int64_t E = hp->n_embd, S = hp->n_ff_shexp;
+    char n[3][64];
+    const char *parts[3] = {"ffn_gate_shexp.weight", "ffn_up_shexp.weight",
+                            "ffn_down_shexp.weight"};
+    for (int j = 0; j < 3; j++) snprintf(n[j], sizeof n[j], "blk.%u.%s", i, parts[j]);
+    int32_t st;
+    if ((st = bind_matrix(m, n[0], E, S, &l->ffn_gate_shexp)) ||
+        (st = bind_matrix(m, n[1], E, S, &l->ffn_up_shexp)) ||
+        (st = bind_matrix(m, n[2], S, E, &l->ffn_down_shexp))) {
+        return st;
+    }
+    return LLM_STATUS_OK;
+}
+
+/* The feed-forward half of a block: its norm, then a SwiGLU (ffn_gate/up/down) or, when the
+ * layer has a router (ffn_gate_inp) and the model experts, a mixture of SwiGLU experts. */
+static int32_t bind_layer_ffn(llm_model *m, uint32_t i) {
+    const llm_hparams *hp = &m->hp;
+    llm_layer *l = &m->layers[i];
+    /* a granite model without experts keeps its shared MLP as the dense one */
+    const int64_t E = hp->n_embd, F = hp->n_expert == 0 && hp->n_ff_shexp ? hp->n_ff_shexp
+                                                                          : hp->n_ff;
+    char n[5][64];
+    const char *parts[5] = {"ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
+                            "ffn_down.weight", "ffn_gate_inp.weight"};
+    for (int j = 0; j < 5; j++) snprintf(n[j], sizeof n[j], "blk.%u.%s", i, parts[j]);
+    int32_t st;
+    if ((st = bind_vector(m, n[0], E, true, &l->ffn_norm)) ||
+        (st = bind(m, n[4], E, hp->n_expert, false, &l->ffn_gate_inp))) {
+        return st;
+    }
+    if (l->ffn_gate_inp && hp->n_expert == 0) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "'%s' routes to experts but the model has no "
+                         "expert_count", n[4]);
+    }
+    if (l->ffn_gate_inp) {
+        if ((st = bind_experts(m, i)) != LLM_STATUS_OK) return st;
+        return hp->n_ff_shexp ? bind_shared_expert(m, i) : LLM_STATUS_OK;
+    }
+    if ((st = bind_matrix(m, n[1], E, F, &l->ffn_gate)) ||
+        (st = bind_matrix(m, n[2], E, F, &l->ffn_up)) ||
+        (st = bind_matrix(m, n[3], F, E, &l->ffn_down))) {
+        return st;
+    }
+    return LLM_STATUS_OK;
+}
+
+static int32_t bind_weights(llm_model *m, const llm_model_params *p) {
+    llm_hparams *hp = &m->hp;
+    int32_t st;
+    if ((st = bind_globals(m)) ||
+        (st = bind_vector(m, "rope_freqs.weight", hp->n_rot / 2, false, &m->rope_freqs))) {
+        return st;
+    }
     bool bias = m->arch == ARCH_QWEN2, gemma = m->arch == ARCH_GEMMA3;
     for (uint32_t i = 0; i < hp->n_layer; i++) {
         llm_layer *l = &m->layers[i];
-        l->kv_slot = i;
-        char n[12][64];
-        const char *parts[12] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight",
-                                 "attn_v.weight", "attn_output.weight", "attn_q.bias",
-                                 "attn_k.bias", "attn_v.bias", "ffn_norm.weight",
-                                 "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"};
-        for (int j = 0; j < 12; j++) snprintf(n[j], sizeof n[j], "blk.%u.%s", i, parts[j]);
-        if ((st = bind_vector(m, n[0], E, true, &l->attn_norm)) ||
-            (st = bind_matrix(m, n[1], E, Q, &l->wq)) ||
-            (st = bind_matrix(m, n[2], E, K, &l->wk)) ||
-            (st = bind_matrix(m, n[3], E, V, &l->wv)) ||
-            (st = bind_matrix(m, n[4], O, E, &l->wo)) ||
-            (st = bind_vector(m, n[5], Q, bias, &l->bq)) ||
-            (st = bind_vector(m, n[6], K, bias, &l->bk)) ||
-            (st = bind_vector(m, n[7], V, bias, &l->bv)) ||
-            (st = bind_vector(m, n[8], E, true, &l->ffn_norm)) ||
-            (st = bind_matrix(m, n[9], E, F, &l->ffn_gate)) ||
-            (st = bind_matrix(m, n[10], E, F, &l->ffn_up)) ||
-            (st = bind_matrix(m, n[11], F, E, &l->ffn_down))) {
-            return st;
-        }
+        if ((st = bind_layer_attn(m, i, bias)) || (st = bind_layer_ffn(m, i))) return st;
         if (gemma) {
             char g[4][64];
             const char *gp[4] = {"attn_q_norm.weight", "attn_k_norm.weight",
@@ -270,24 +385,54 @@ static int32_t bind_weights(llm_model *m, const llm_model_params *p) {
             for (int j = 0; j < 4; j++) snprintf(g[j], sizeof g[j], "blk.%u.%s", i, gp[j]);
             if ((st = bind_vector(m, g[0], hp->head_dim_k, true, &l->attn_q_norm)) ||
                 (st = bind_vector(m, g[1], hp->head_dim_k, true, &l->attn_k_norm)) ||
-                (st = bind_vector(m, g[2], E, true, &l->attn_post_norm)) ||
-                (st = bind_vector(m, g[3], E, true, &l->ffn_post_norm))) {
+                (st = bind_vector(m, g[2], hp->n_embd, true, &l->attn_post_norm)) ||
+                (st = bind_vector(m, g[3], hp->n_embd, true, &l->ffn_post_norm))) {
                 return st;
             }
         }
-        if (p->progress && !p->progress((float)(i + 1) / (float)(hp->n_layer + 1),
-                                        p->progress_user_data)) {
-            return llm_error(LLM_STATUS_ABORTED, "model loading aborted by the progress callback");
-        }
+        if ((st = layer_loaded(m, p, i)) != LLM_STATUS_OK) return st;
     }
     return gemma ? assign_swa_layers(m) : LLM_STATUS_OK;
 }
 
 /* ---- state-space models (mamba, mamba2) ---- */
 
+/* The state-space sizes (ssm.*) every recurrent architecture has, checked; ssm.time_step_rank
+ * is the rank of dt (mamba, jamba) or the number of heads (mamba2). */
+static int32_t load_ssm_sizes(llm_model *m) {
+    const gguf_file *f = m->file;
+    const char *a = m->arch_name;
+    llm_hparams *hp = &m->hp;
+    int32_t st;
+    if ((st = require_u32(f, a, "ssm.conv_kernel", &hp->ssm_d_conv)) ||
+        (st = require_u32(f, a, "ssm.inner_size", &hp->ssm_d_inner)) ||
+        (st = require_u32(f, a, "ssm.state_size", &hp->ssm_d_state)) ||
+        (st = require_u32(f, a, "ssm.time_step_rank", &hp->ssm_dt_rank))) {
+        return st;
+    }
+    char key[128];
+    snprintf(key, sizeof key, "%s.ssm.dt_b_c_rms", a);
+    bool flag = false;
+    hp->ssm_dt_b_c_rms = gguf_get_bool(f, key, &flag) && flag;
+    hp->ssm_n_group = 1;
+    if (model_ssm_v2(m) && !get_arch_u32(f, a, "ssm.group_count", &hp->ssm_n_group)) {
+        hp->ssm_n_group = 1;
+    }
+    uint32_t H = hp->ssm_dt_rank, G = hp->ssm_n_group;
+    bool heads_ok = !model_ssm_v2(m) ||
+                    (G > 0 && H % G == 0 && hp->ssm_d_inner % H == 0 && hp->ssm_d_inner % G == 0);
+    if (hp->ssm_d_conv < 2 || hp->ssm_d_conv > 64 || hp->ssm_d_inner > (1u << 20) ||
+        hp->ssm_d_state > 1024 || hp->ssm_dt_rank > (1u << 20) || hp->n_embd > (1u << 20) ||
+        !heads_ok) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid %s sizes (conv %u, inner %u, state %u, "
+                         "dt rank / heads %u, groups %u)", a, hp->ssm_d_conv, hp->ssm_d_inner,
+                         hp->ssm_d_state, hp->ssm_dt_rank, hp->ssm_n_group);
+    }
+    return LLM_STATUS_OK;
+}
+
 /* Keys as llama.cpp's converter writes them: no attention or feed-forward sizes (head_count
- * and feed_forward_length are 0); ssm.time_step_rank is the rank of dt (mamba) or the number
- * of heads (mamba2). */
+ * and feed_forward_length are 0). */
 static int32_t load_hparams_ssm(llm_model *m) {
     const gguf_file *f = m->file;
     const char *a = m->arch_name;
@@ -295,10 +440,7 @@ static int32_t load_hparams_ssm(llm_model *m) {
     int32_t st;
     if ((st = require_u32(f, a, "embedding_length", &hp->n_embd)) ||
         (st = require_u32(f, a, "block_count", &hp->n_layer)) ||
-        (st = require_u32(f, a, "ssm.conv_kernel", &hp->ssm_d_conv)) ||
-        (st = require_u32(f, a, "ssm.inner_size", &hp->ssm_d_inner)) ||
-        (st = require_u32(f, a, "ssm.state_size", &hp->ssm_d_state)) ||
-        (st = require_u32(f, a, "ssm.time_step_rank", &hp->ssm_dt_rank))) {
+        (st = load_ssm_sizes(m)) != LLM_STATUS_OK) {
         return st;
     }
     if (!get_arch_u32(f, a, "context_length", &hp->n_ctx_train)) hp->n_ctx_train = 2048;
@@ -306,25 +448,11 @@ static int32_t load_hparams_ssm(llm_model *m) {
     if (!get_arch_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps)) {
         hp->norm_eps = 1e-5f;
     }
-    char key[128];
-    snprintf(key, sizeof key, "%s.ssm.dt_b_c_rms", a);
-    bool flag = false;
-    hp->ssm_dt_b_c_rms = gguf_get_bool(f, key, &flag) && flag;
-    hp->ssm_n_group = 1;
-    if (m->arch == ARCH_MAMBA2 && !get_arch_u32(f, a, "ssm.group_count", &hp->ssm_n_group)) {
-        hp->ssm_n_group = 1;
+    if (hp->n_layer > 4096 || !(hp->norm_eps > 0.0f)) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid %s layer count %u or norm epsilon", a,
+                         hp->n_layer);
     }
-    uint32_t H = hp->ssm_dt_rank, G = hp->ssm_n_group;
-    bool heads_ok = m->arch != ARCH_MAMBA2 ||
-                    (G > 0 && H % G == 0 && hp->ssm_d_inner % H == 0 && hp->ssm_d_inner % G == 0);
-    if (hp->n_layer > 4096 || hp->ssm_d_conv < 2 || hp->ssm_d_conv > 64 ||
-        hp->ssm_d_inner > (1u << 20) || hp->ssm_d_state > 1024 || hp->ssm_dt_rank > (1u << 20) ||
-        hp->n_embd > (1u << 20) || !heads_ok || !(hp->norm_eps > 0.0f)) {
-        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid %s sizes (%u layers, conv %u, inner %u, "
-                         "state %u, dt rank / heads %u, groups %u)", a, hp->n_layer,
-                         hp->ssm_d_conv, hp->ssm_d_inner, hp->ssm_d_state, hp->ssm_dt_rank,
-                         hp->ssm_n_group);
-    }
+    hp->n_layer_ssm = hp->n_layer;
     hp->rope_freq_base = hp->rope_freq_base_swa = 10000.0f;
     hp->rope_freq_scale = hp->rope_freq_scale_swa = 1.0f;
     return LLM_STATUS_OK;
@@ -350,7 +478,7 @@ static int32_t bind_copy(llm_model *m, const char *name, int64_t ne0, int64_t ne
 static int32_t bind_layer_ssm(llm_model *m, uint32_t i) {
     const llm_hparams *hp = &m->hp;
     llm_layer *l = &m->layers[i];
-    const bool v2 = m->arch == ARCH_MAMBA2;
+    const bool v2 = model_ssm_v2(m);
     const int64_t E = hp->n_embd, DI = hp->ssm_d_inner, N = hp->ssm_d_state, K = hp->ssm_d_conv;
     const int64_t R = hp->ssm_dt_rank, G = hp->ssm_n_group, H = hp->ssm_dt_rank;
     const int64_t CD = v2 ? DI + 2 * G * N : DI;
@@ -379,29 +507,173 @@ static int32_t bind_layer_ssm(llm_model *m, uint32_t i) {
 }
 
 static int32_t bind_weights_ssm(llm_model *m, const llm_model_params *p) {
-    llm_hparams *hp = &m->hp;
-    const gguf_tensor *embd = gguf_get_tensor(m->file, "token_embd.weight");
-    if (!embd) return llm_error(LLM_STATUS_BAD_FORMAT, "missing tensor 'token_embd.weight'");
-    if (embd->ne[1] <= 0 || embd->ne[1] > INT32_MAX) {
-        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid vocabulary size in token_embd.weight");
+    int32_t st = bind_globals(m);
+    for (uint32_t i = 0; st == LLM_STATUS_OK && i < m->hp.n_layer; i++) {
+        m->layers[i].recurrent = true;
+        if ((st = bind_layer_ssm(m, i)) == LLM_STATUS_OK) st = layer_loaded(m, p, i);
     }
-    hp->n_vocab = (uint32_t)embd->ne[1];
+    return st;
+}
+
+/* ---- hybrids: jamba, granitehybrid ---- */
+
+/* Granite 4 hybrids, as llama.cpp's converter writes them: RoPE only when
+ * rope.scaling.finetuned is true (Bamba; Granite 4.0-H has none), Granite's multipliers as
+ * attention.scale, embedding_scale, residual_scale and logit_scale, a shared expert of
+ * expert_shared_feed_forward_length beside the routed ones, whose weights are renormalised
+ * over the chosen experts. */
+static int32_t load_hparams_granite(llm_model *m) {
+    const gguf_file *f = m->file;
+    const char *a = m->arch_name;
+    llm_hparams *hp = &m->hp;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.finetuned", a);
+    bool rope = false;
+    if (!gguf_get_bool(f, key, &rope)) rope = false;
+    if (rope) {
+        if (!get_arch_u32(f, a, "rope.dimension_count", &hp->n_rot)) hp->n_rot = hp->head_dim_k;
+        if (!get_arch_f32(f, a, "rope.freq_base", &hp->rope_freq_base)) {
+            hp->rope_freq_base = 10000.0f;
+        }
+        if (hp->n_rot == 0 || hp->n_rot > hp->head_dim_k || hp->n_rot % 2 != 0 ||
+            !(hp->rope_freq_base > 0.0f) || !isfinite(hp->rope_freq_base)) {
+            return llm_error(LLM_STATUS_BAD_FORMAT, "invalid rope size %u or base", hp->n_rot);
+        }
+    }
+    if (!get_arch_f32(f, a, "attention.scale", &hp->attn_scale)) hp->attn_scale = 0.0f;
+    if (!get_arch_f32(f, a, "embedding_scale", &hp->embd_scale)) hp->embd_scale = 1.0f;
+    if (!get_arch_f32(f, a, "residual_scale", &hp->residual_scale)) hp->residual_scale = 1.0f;
+    if (!get_arch_f32(f, a, "logit_scale", &hp->logit_scale)) hp->logit_scale = 1.0f;
+    if (!get_arch_u32(f, a, "expert_shared_feed_forward_length", &hp->n_ff_shexp)) {
+        hp->n_ff_shexp = 0;
+    }
+    hp->expert_weights_norm = true;
+    float v[4] = {hp->attn_scale, hp->embd_scale, hp->residual_scale, hp->logit_scale};
+    for (int i = 0; i < 4; i++) {
+        if (!isfinite(v[i]) || v[i] < 0.0f || (i > 0 && v[i] == 0.0f)) {
+            return llm_error(LLM_STATUS_BAD_FORMAT, "invalid granite scale %g", (double)v[i]);
+        }
+    }
+    if (hp->n_ff_shexp > (1u << 20)) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid shared expert size %u", hp->n_ff_shexp);
+    }
+    return LLM_STATUS_OK;
+}
+
+/* Both hybrids, as llama.cpp's converter writes them: attention.head_count_kv is one count
+ * per layer, 0 on the state-space layers (Mamba in jamba, Mamba2 in granitehybrid); jamba's
+ * attention has no RoPE; a layer routes its feed-forward through experts when it has
+ * ffn_gate_inp (expert_count experts, expert_used_count per token). All attention layers must
+ * have the same number of KV heads (one KV cache). */
+static int32_t load_hparams_hybrid(llm_model *m) {
+    const gguf_file *f = m->file;
+    const char *a = m->arch_name;
+    llm_hparams *hp = &m->hp;
     int32_t st;
-    if ((st = bind_matrix(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd)) ||
-        (st = bind_vector(m, "output_norm.weight", hp->n_embd, true, &m->output_norm)) ||
-        (st = bind(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output))) {
+    if ((st = require_u32(f, a, "embedding_length", &hp->n_embd)) ||
+        (st = require_u32(f, a, "block_count", &hp->n_layer)) ||
+        (st = require_u32(f, a, "feed_forward_length", &hp->n_ff)) ||
+        (st = require_u32(f, a, "attention.head_count", &hp->n_head)) ||
+        (st = load_ssm_sizes(m)) != LLM_STATUS_OK) {
         return st;
     }
-    if (!m->output) m->output = m->tok_embd;   /* tied embeddings */
-    m->layers = llm_calloc(hp->n_layer, sizeof *m->layers);
-    if (!m->layers) return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory loading layers");
-    for (uint32_t i = 0; i < hp->n_layer; i++) {
-        m->layers[i].kv_slot = i;
-        if ((st = bind_layer_ssm(m, i)) != LLM_STATUS_OK) return st;
-        if (p->progress && !p->progress((float)(i + 1) / (float)(hp->n_layer + 1),
-                                        p->progress_user_data)) {
-            return llm_error(LLM_STATUS_ABORTED, "model loading aborted by the progress callback");
+    if (hp->n_layer > 4096 || hp->n_head > 4096 || hp->n_embd % hp->n_head != 0) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid %s layer/head counts (%u layers, %u "
+                         "heads, %u embedding)", a, hp->n_layer, hp->n_head, hp->n_embd);
+    }
+    if (!get_arch_u32(f, a, "context_length", &hp->n_ctx_train)) hp->n_ctx_train = 2048;
+    hp->n_ctx_train = LLM_MIN(hp->n_ctx_train, 1u << 20);
+    if (!get_arch_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps)) {
+        hp->norm_eps = 1e-6f;
+    }
+    if (!(hp->norm_eps > 0.0f)) return llm_error(LLM_STATUS_BAD_FORMAT, "invalid norm epsilon");
+    uint32_t hd = hp->n_embd / hp->n_head;
+    if (!get_arch_u32(f, a, "attention.key_length", &hp->head_dim_k)) hp->head_dim_k = hd;
+    if (!get_arch_u32(f, a, "attention.value_length", &hp->head_dim_v)) hp->head_dim_v = hd;
+    if (hp->head_dim_k == 0 || hp->head_dim_v == 0 || hp->head_dim_k > 1024 ||
+        hp->head_dim_v > 1024) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid head size (k %u, v %u)", hp->head_dim_k,
+                         hp->head_dim_v);
+    }
+    hp->n_rot = 0;
+    hp->rope_freq_base = hp->rope_freq_base_swa = 10000.0f;
+    hp->rope_freq_scale = hp->rope_freq_scale_swa = 1.0f;
+    if (!get_arch_u32(f, a, "expert_count", &hp->n_expert)) hp->n_expert = 0;
+    if (!get_arch_u32(f, a, "expert_used_count", &hp->n_expert_used)) hp->n_expert_used = 0;
+    if (hp->n_expert > 1024 || (hp->n_expert > 0 && (hp->n_expert_used == 0 ||
+                                                     hp->n_expert_used > hp->n_expert))) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid expert counts (%u experts, %u used)",
+                         hp->n_expert, hp->n_expert_used);
+    }
+    return m->arch == ARCH_GRANITE_HYBRID ? load_hparams_granite(m) : LLM_STATUS_OK;
+}
+
+/* Which layers attend (head_count_kv > 0) and which are Mamba layers; every layer's index in
+ * its memory. Needs the layer array. */
+static int32_t assign_hybrid_layers(llm_model *m) {
+    llm_hparams *hp = &m->hp;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.head_count_kv", m->arch_name);
+    uint32_t arr_type, scalar = 0;
+    uint64_t n_arr = 0;
+    const gguf_kv *arr = NULL;
+    if (gguf_get_arr(m->file, key, &arr_type, &n_arr)) {
+        if (n_arr != hp->n_layer) {
+            return llm_error(LLM_STATUS_BAD_FORMAT, "'%s' has %llu entries for %u layers", key,
+                             (unsigned long long)n_arr, hp->n_layer);
         }
+        arr = &m->file->kv[gguf_find_key(m->file, key)];
+    } else if (!gguf_get_u32(m->file, key, &scalar)) {
+        scalar = hp->n_head;
+    }
+    hp->n_head_kv = 0;
+    hp->n_layer_ssm = 0;
+    for (uint32_t i = 0; i < hp->n_layer; i++) {
+        int64_t kv = scalar;
+        if (arr && !gguf_arr_int(arr, i, &kv)) {
+            return llm_error(LLM_STATUS_BAD_FORMAT, "'%s' holds a non-integer", key);
+        }
+        if (kv < 0 || kv > hp->n_head || (kv > 0 && hp->n_head % kv != 0) ||
+            (kv > 0 && hp->n_head_kv != 0 && (uint32_t)kv != hp->n_head_kv)) {
+            return llm_error(kv > 0 && hp->n_head_kv != 0 && hp->n_head % kv == 0
+                                 ? LLM_STATUS_UNSUPPORTED : LLM_STATUS_BAD_FORMAT,
+                             "layer %u has %lld KV heads (%u heads; other attention layers %u): "
+                             "libllm needs one KV head count for all attention layers", i,
+                             (long long)kv, hp->n_head, hp->n_head_kv);
+        }
+        llm_layer *l = &m->layers[i];
+        l->recurrent = kv == 0;
+        l->kv_slot = l->recurrent ? hp->n_layer_ssm : i - hp->n_layer_ssm;
+        hp->n_layer_ssm += l->recurrent;
+        if (kv > 0) hp->n_head_kv = (uint32_t)kv;
+    }
+    if (hp->n_head_kv == 0) hp->n_head_kv = hp->n_head;   /* no attention layer */
+    return LLM_STATUS_OK;
+}
+
+static int32_t bind_weights_hybrid(llm_model *m, const llm_model_params *p) {
+    const llm_hparams *hp = &m->hp;
+    int32_t st;
+    if ((st = bind_globals(m)) || (st = assign_hybrid_layers(m))) return st;
+    for (uint32_t i = 0; i < hp->n_layer; i++) {
+        llm_layer *l = &m->layers[i];
+        if (l->recurrent && model_ssm_v2(m)) {
+            if ((st = bind_layer_ssm(m, i)) != LLM_STATUS_OK) return st;
+        } else if (l->recurrent) {   /* jamba's Mamba layers normalise dt, B and C */
+            char n[3][64];
+            const char *parts[3] = {"ssm_dt_norm.weight", "ssm_b_norm.weight",
+                                    "ssm_c_norm.weight"};
+            for (int j = 0; j < 3; j++) snprintf(n[j], sizeof n[j], "blk.%u.%s", i, parts[j]);
+            if ((st = bind_layer_ssm(m, i)) ||
+                (st = bind_vector(m, n[0], hp->ssm_dt_rank, true, &l->ssm_dt_norm)) ||
+                (st = bind_vector(m, n[1], hp->ssm_d_state, true, &l->ssm_b_norm)) ||
+                (st = bind_vector(m, n[2], hp->ssm_d_state, true, &l->ssm_c_norm))) {
+                return st;
+            }
+        } else if ((st = bind_layer_attn(m, i, false)) != LLM_STATUS_OK) {
+            return st;
+        }
+        if ((st = bind_layer_ffn(m, i)) || (st = layer_loaded(m, p, i))) return st;
     }
     return LLM_STATUS_OK;
 }
@@ -425,6 +697,10 @@ static void free_layers(llm_model *m) {
         llm_free(l->ssm_a);
         llm_free(l->ssm_d);
         llm_free(l->ssm_norm);
+        llm_free(l->ssm_dt_norm);
+        llm_free(l->ssm_b_norm);
+        llm_free(l->ssm_c_norm);
+        llm_free(l->experts);
     }
     llm_free(m->layers);
 }
@@ -466,13 +742,23 @@ static int32_t load(llm_model *m, const char *path, const llm_model_params *p) {
         m->arch = ARCH_MAMBA;
     } else if (strcmp(m->arch_name, "mamba2") == 0) {
         m->arch = ARCH_MAMBA2;
+    } else if (strcmp(m->arch_name, "jamba") == 0) {
+        m->arch = ARCH_JAMBA;
+    } else if (strcmp(m->arch_name, "granitehybrid") == 0) {
+        m->arch = ARCH_GRANITE_HYBRID;
     } else {
         return llm_error(LLM_STATUS_UNSUPPORTED, "architecture '%s' is not supported",
                          m->arch_name);
     }
+    m->hp.embd_scale = m->hp.residual_scale = m->hp.logit_scale = 1.0f;
     if (model_is_recurrent(m)) {
         if ((st = load_hparams_ssm(m)) != LLM_STATUS_OK ||
             (st = bind_weights_ssm(m, p)) != LLM_STATUS_OK) {
+            return st;
+        }
+    } else if (model_is_hybrid(m)) {
+        if ((st = load_hparams_hybrid(m)) != LLM_STATUS_OK ||
+            (st = bind_weights_hybrid(m, p)) != LLM_STATUS_OK) {
             return st;
         }
     } else if ((st = load_hparams(m)) != LLM_STATUS_OK ||

@@ -15,6 +15,9 @@ typedef enum llm_arch {
     ARCH_GEMMA3,  /* Gemma 3 (text): sliding-window layers, q/k norms, post-norms, GeGLU */
     ARCH_MAMBA,   /* Mamba (v1) and Falcon-Mamba: selective state-space layers only */
     ARCH_MAMBA2,  /* Mamba2: SSD layers (per-head scalar A, groups of B/C, gated group norm) */
+    ARCH_JAMBA,   /* Jamba: Mamba and attention (no RoPE) layers; dense and top-k MoE FFNs */
+    ARCH_GRANITE_HYBRID, /* Granite 4 hybrids: Mamba2 and attention layers, MoE + shared
+                            expert, Granite's embedding / residual / attention / logit scales */
 } llm_arch;
 
 typedef struct llm_hparams {
@@ -47,6 +50,18 @@ typedef struct llm_hparams {
     uint32_t ssm_dt_rank;    /* ssm.time_step_rank: mamba: rank of dt; mamba2: heads */
     uint32_t ssm_n_group;    /* ssm.group_count (mamba2): groups sharing B and C */
     bool ssm_dt_b_c_rms;     /* ssm.dt_b_c_rms (falcon-mamba): RMS-normalise dt, B, C */
+    uint32_t n_layer_ssm;    /* layers with recurrent state (llm_layer.recurrent); the others
+                                attend over the KV cache */
+    /* mixture of experts (jamba): n_expert 0 when no layer routes */
+    uint32_t n_expert;       /* expert_count */
+    uint32_t n_expert_used;  /* expert_used_count: experts per token (top-k) */
+    bool expert_weights_norm;/* the chosen experts' weights sum to 1 (granite) or are the
+                                plain softmax probabilities over all experts (jamba) */
+    uint32_t n_ff_shexp;     /* expert_shared_feed_forward_length: the shared expert (granite) */
+    /* granite's multipliers (1 elsewhere) */
+    float embd_scale;        /* embedding_scale: on the token embeddings */
+    float residual_scale;    /* residual_scale: on each block's output before the residual add */
+    float logit_scale;       /* logit_scale: logits are divided by it */
 } llm_hparams;
 
 /* One transformer block. Matrices stay in the file (mapped); 1-D tensors are f32 copies. */
@@ -78,8 +93,19 @@ typedef struct llm_layer {
     float *ssm_d;                  /* mamba [DI], mamba2 [H] */
     float *ssm_norm;               /* mamba2 [DI]: weights of the gated group RMSNorm */
     const gguf_tensor *ssm_out;    /* [DI] -> [n_embd] */
+    float *ssm_dt_norm;            /* jamba [R]: RMSNorm weights of dt before ssm_dt */
+    float *ssm_b_norm;             /* jamba [N]: of B */
+    float *ssm_c_norm;             /* jamba [N]: of C */
+    /* mixture of experts: a router and n_expert SwiGLU experts, each expert a view of one
+     * slice of the stacked [n_expert][rows][cols] tensors (ffn_*_exps) */
+    const gguf_tensor *ffn_gate_inp;   /* [n_embd] -> [n_expert] router logits; NULL: dense */
+    gguf_tensor *experts;          /* [3][n_expert]: gate, up, down views, owned */
+    const gguf_tensor *ffn_gate_shexp, *ffn_up_shexp;  /* [n_embd] -> [n_ff_shexp] */
+    const gguf_tensor *ffn_down_shexp;                 /* [n_ff_shexp] -> [n_embd] */
     bool swa;                      /* sliding-window layer */
-    uint32_t kv_slot;              /* this layer's index in its cache (full or window pool) */
+    bool recurrent;                /* state-space layer (its state in the recurrent memory) */
+    uint32_t kv_slot;              /* this layer's index in its memory: the KV cache, the
+                                      window pool, or the recurrent state */
 } llm_layer;
 
 struct llm_model {
@@ -103,6 +129,21 @@ struct llm_model {
 /* True for architectures whose layers keep recurrent state instead of a KV cache. */
 static inline bool model_is_recurrent(const llm_model *m) {
     return m->arch == ARCH_MAMBA || m->arch == ARCH_MAMBA2;
+}
+
+/* True for architectures mixing recurrent and attention layers (a hybrid memory). */
+static inline bool model_is_hybrid(const llm_model *m) {
+    return m->arch == ARCH_JAMBA || m->arch == ARCH_GRANITE_HYBRID;
+}
+
+/* True when the state-space layers are Mamba2 (SSD) layers, false for Mamba (v1) ones. */
+static inline bool model_ssm_v2(const llm_model *m) {
+    return m->arch == ARCH_MAMBA2 || m->arch == ARCH_GRANITE_HYBRID;
+}
+
+/* True when some layer keeps recurrent state (recurrent or hybrid). */
+static inline bool model_has_recurrent(const llm_model *m) {
+    return model_is_recurrent(m) || model_is_hybrid(m);
 }
 
 #endif

@@ -184,6 +184,8 @@ class llm_context_params(Structure):
         ("type_v", c_int32),
         ("abort_callback", llm_progress_fn),
         ("abort_user_data", c_void_p),
+        ("snapshot_interval", c_uint32),
+        ("n_snapshots", c_uint32),
     ]
 
 

@@ -45,6 +45,8 @@ def _context_params(
     seed: int,
     type_k: str,
     type_v: str,
+    snapshot_interval: int = 0,
+    n_snapshots: int = 0,
 ) -> _lib.llm_context_params:
     params = _lib.llm_context_params()
     _lib.lib.llm_context_default_params(ctypes.byref(params))
@@ -56,6 +58,8 @@ def _context_params(
     params.seed = _lib.as_uint32(seed, "seed")
     params.type_k = _cache_type(type_k, "type_k")
     params.type_v = _cache_type(type_v, "type_v")
+    params.snapshot_interval = _lib.as_uint32(snapshot_interval, "snapshot_interval")
+    params.n_snapshots = _lib.as_uint32(n_snapshots, "n_snapshots")
     return params
 
 
@@ -189,6 +193,10 @@ class Context(OwnedHandle[_lib.llm_context_p]):
         type_k, type_v: cache types, "f32", "f16", "bf16", "q8_0" or "q4_0".
         abort_callback: polled between micro-batches; returning True aborts the decode
             (AbortedError).
+        snapshot_interval: recurrent and hybrid models: keep a snapshot of each sequence's
+            state every this many positions (0: off), so that :meth:`seq_rm` of a tail
+            rolls the sequence back to the newest snapshot before it.
+        n_snapshots: the snapshot pool (0: 8 per sequence).
     """
 
     def __init__(
@@ -204,6 +212,8 @@ class Context(OwnedHandle[_lib.llm_context_p]):
         type_k: str = "f16",
         type_v: str = "f16",
         abort_callback: Callable[[], bool] | None = None,
+        snapshot_interval: int = 0,
+        n_snapshots: int = 0,
     ) -> None:
         self._handle: _lib.llm_context_p | None = None
         self._free_fn: Any = _lib.lib.llm_context_free
@@ -213,7 +223,8 @@ class Context(OwnedHandle[_lib.llm_context_p]):
         self._batch: Batch | None = None
 
         params = _context_params(
-            n_ctx, n_batch, n_ubatch, n_seq_max, n_threads, seed, type_k, type_v
+            n_ctx, n_batch, n_ubatch, n_seq_max, n_threads, seed, type_k, type_v,
+            snapshot_interval, n_snapshots,
         )
         self._abort: ProgressCallback | None = None
         if abort_callback is not None:
@@ -300,11 +311,13 @@ class Context(OwnedHandle[_lib.llm_context_p]):
         n_threads: int = 0,
         type_k: str = "f16",
         type_v: str = "f16",
+        snapshot_interval: int = 0,
+        n_snapshots: int = 0,
     ) -> dict[str, int]:
         """The :meth:`memory_breakdown` a context with these parameters would have, computed
         before creating it."""
         params = _context_params(n_ctx, n_batch, n_ubatch, n_seq_max, n_threads, 0, type_k,
-                                 type_v)
+                                 type_v, snapshot_interval, n_snapshots)
         handle = model.handle
         return _breakdown(
             lambda out: int(
@@ -408,7 +421,8 @@ class Context(OwnedHandle[_lib.llm_context_p]):
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> None:
         """Removes positions [p0, p1) of ``seq`` (seq < 0: of every sequence; p0 < 0: from the
         start; p1 < 0: to the end). CannotRewindError for a partial range of recurrent
-        state."""
+        state, unless it is a tail and the context keeps snapshots: the sequence then rolls
+        back to its newest snapshot before p0 (:meth:`seq_pos_max` says where it ends)."""
         check(
             int(
                 _lib.lib.llm_memory_seq_rm(
@@ -421,13 +435,14 @@ class Context(OwnedHandle[_lib.llm_context_p]):
         )
 
     def seq_truncate(self, seq: int, n: int) -> int:
-        """Keeps the first ``n`` positions of ``seq`` and drops the rest. When the memory
-        cannot rewind that far (recurrent state, a sliding window that has already dropped
-        what position n needs), the whole sequence goes instead. Returns the positions kept
-        (n or 0)."""
+        """Keeps the first ``n`` positions of ``seq`` and drops the rest. A recurrent state
+        with snapshots rolls back to its newest snapshot before ``n``; when the memory cannot
+        rewind at all (recurrent state without such a snapshot, a sliding window that has
+        already dropped what position n needs), the whole sequence goes instead. Returns the
+        positions kept (at most n; the caller decodes the rest again)."""
         try:
             self.seq_rm(seq, n, -1)
-            return n
+            return min(n, self.seq_pos_max(seq) + 1)
         except CannotRewindError:
             self.seq_rm(seq)
             return 0

@@ -136,6 +136,10 @@ class LLM:
         prompt_cache: a :class:`~libllm.PromptCache` that keeps prompt states across
             requests and LLM objects (see :meth:`set_cache`).
         progress: called with the loading progress in [0, 1]; returning False aborts.
+        snapshot_interval, n_snapshots: recurrent and hybrid models (Mamba, Jamba): keep the
+            state every this many positions (pool of n_snapshots, 0: 8 per sequence), so a
+            new prompt sharing a prefix with the last one reuses the state up to the newest
+            snapshot inside the prefix instead of decoding everything again.
     """
 
     def __init__(
@@ -154,6 +158,8 @@ class LLM:
         n_ubatch: int = 512,
         prompt_cache: PromptCache | None = None,
         progress: Callable[[float], bool | None] | None = None,
+        snapshot_interval: int = 0,
+        n_snapshots: int = 0,
     ) -> None:
         if verbose:
             _log.enable_verbose()
@@ -183,6 +189,8 @@ class LLM:
                 n_threads=n_threads,
                 type_k=type_k,
                 type_v=type_v,
+                snapshot_interval=snapshot_interval,
+                n_snapshots=n_snapshots,
             )
         except BaseException:
             self.model.close()

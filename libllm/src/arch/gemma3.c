@@ -111,18 +111,9 @@ int32_t gemma3_forward(llm_context *ctx, const ubatch *ub, float *logits) {
         be->add(be, s->x, E, s->tmp, E, n, (int)E);
     }
 
-    /* only the flagged rows go through the output head */
-    int n_out = 0;
-    for (int t = 0; t < n; t++) {
-        if (!ub->logits[t]) continue;
-        be->rmsnorm(be, s->x + t * E, E, 1, (int)E, m->output_norm, eps, s->xn + n_out * E, E);
-        n_out++;
-    }
-    if (n_out > 0) {
-        be->matmul(be, m->output, s->xn, E, n_out, logits, hp->n_vocab);
-        if (hp->final_softcap > 0.0f) {
-            be->softcap(be, logits, hp->n_vocab, n_out, (int)hp->n_vocab, hp->final_softcap);
-        }
+    int n_out = forward_output(ctx, ub, s->x, s->xn, logits);
+    if (n_out > 0 && hp->final_softcap > 0.0f) {
+        be->softcap(be, logits, hp->n_vocab, n_out, (int)hp->n_vocab, hp->final_softcap);
     }
     return LLM_STATUS_OK;
 }

@@ -1,7 +1,8 @@
 /* llama.c -- the forward scratch shared by every architecture, RoPE tables and key
- * re-rotation, and the forward pass of the llama family: llama (interleaved RoPE) and qwen2 (NEOX
- * RoPE, q/k/v biases). Pre-norm blocks: x += attn(rmsnorm(x)); x += ffn(rmsnorm(x)), with
- * grouped-query attention over the KV cache and a SwiGLU feed-forward. */
+ * re-rotation, the attention / SwiGLU / output blocks other architectures reuse, and the
+ * forward pass of the llama family: llama (interleaved RoPE) and qwen2 (NEOX RoPE, q/k/v
+ * biases). Pre-norm blocks: x += attn(rmsnorm(x)); x += ffn(rmsnorm(x)), with grouped-query
+ * attention over the KV cache and a SwiGLU feed-forward. */
 #include <math.h>
 
 #include "../quant.h"
@@ -25,14 +26,22 @@ static size_t layout(const llm_hparams *hp, size_t n, size_t n_ctx, size_t n_swa
     PLACE(v, n * hp->n_head_kv * hp->head_dim_v * f);
     PLACE(att, n * hp->n_head * hp->head_dim_v * f);
     PLACE(tmp, n * hp->n_embd * f);
-    PLACE(gate, n * hp->n_ff * f);
-    PLACE(up, n * hp->n_ff * f);
+    const size_t n_ff = LLM_MAX(hp->n_ff, hp->n_ff_shexp);
+    PLACE(gate, n * n_ff * f);
+    PLACE(up, n * n_ff * f);
     PLACE(cos_sin, n * hp->n_rot * f);
     PLACE(mask, n * n_ctx);
     PLACE(cos_sin_swa, n_swa_cells ? n * hp->n_rot * f : 0);
     PLACE(mask_swa, n * n_swa_cells);
     PLACE(shift_pos, n * sizeof(llm_pos));
     PLACE(shift_cells, n * sizeof(int32_t));
+    PLACE(moe_logits, n * hp->n_expert * f);
+    PLACE(moe_x, hp->n_expert ? n * hp->n_embd * f : 0);
+    PLACE(moe_y, hp->n_expert ? n * hp->n_embd * f : 0);
+    PLACE(moe_w, n * hp->n_expert_used * f);
+    PLACE(moe_sel, n * hp->n_expert_used * sizeof(int32_t));
+    PLACE(moe_rows, hp->n_expert ? n * sizeof(int32_t) : 0);
+    PLACE(moe_rows_w, hp->n_expert ? n * f : 0);
 #undef PLACE
     return off;
 }
@@ -119,79 +128,119 @@ void forward_apply_shift(llm_context *ctx, kv_cache *kv, float base, float scale
     kv_cache_shift_done(kv);
 }
 
-int32_t llama_forward(llm_context *ctx, const ubatch *ub, float *logits) {
+void attn_begin(llm_context *ctx, const ubatch *ub, kv_cache *kv, bool rope, attn_pass *ap) {
     const llm_model *m = ctx->model;
     const llm_hparams *hp = &m->hp;
-    llm_backend *be = ctx->backend;
     llama_scratch *s = ctx->scratch;
-    kv_cache *kv = ctx->kv;
     const int n = ub->n_tok;
-    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim_k;
-    const int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k;
-    const int64_t V = (int64_t)hp->n_head_kv * hp->head_dim_v;
-    const int64_t O = (int64_t)hp->n_head * hp->head_dim_v, F = hp->n_ff;
-
-    if (kv->has_shift) {   /* positions moved since the last forward */
-        forward_apply_shift(ctx, kv, hp->rope_freq_base, hp->rope_freq_scale, m->rope_freqs);
+    if (rope) {
+        if (kv->has_shift) {   /* positions moved since the last forward */
+            forward_apply_shift(ctx, kv, hp->rope_freq_base, hp->rope_freq_scale, m->rope_freqs);
+        }
+        rope_table(hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, m->rope_freqs, ub->pos,
+                   n, s->cos_sin);
+    } else {
+        kv_cache_shift_done(kv);   /* without RoPE a key does not depend on its position */
     }
-    be->get_rows(be, m->tok_embd, ub->token, n, s->x, E);
-    rope_table(hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, m->rope_freqs, ub->pos, n,
-               s->cos_sin);
     const uint32_t n_kv = kv_cache_n_active(kv);
     for (int t = 0; t < n; t++) {
         kv_cache_fill_mask(kv, ub->pos[t], ub->seq_id[t], ub->n_seq_id[t], 0,
                            s->mask + (int64_t)t * n_kv, n_kv);
     }
-    rope_args rq = {n, (int)hp->n_head, (int)hp->head_dim_k, (int)hp->n_rot, hp->rope_neox,
-                    s->cos_sin};
-    rope_args rk = rq;
-    rk.n_head = (int)hp->n_head_kv;
-    attn_args aa = {
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim_k;
+    ap->rope = rope;
+    ap->rq = (rope_args){n, (int)hp->n_head, (int)hp->head_dim_k, (int)hp->n_rot, hp->rope_neox,
+                         s->cos_sin};
+    ap->rk = ap->rq;
+    ap->rk.n_head = (int)hp->n_head_kv;
+    ap->aa = (attn_args){
         .n_tok = n, .n_head = (int)hp->n_head, .n_head_kv = (int)hp->n_head_kv,
         .head_dim_k = (int)hp->head_dim_k, .head_dim_v = (int)hp->head_dim_v,
         .q = s->q, .ldq = Q,
         .type_k = kv->type_k, .k_cell_bytes = kv->k_cell_bytes, .k_head_bytes = kv->k_head_bytes,
         .type_v = kv->type_v, .v_cell_bytes = kv->v_cell_bytes, .v_head_bytes = kv->v_head_bytes,
-        .n_kv = (int)n_kv, .mask = s->mask, .scale = 1.0f / sqrtf((float)hp->head_dim_k),
-        .out = s->att, .ldo = O,
+        .n_kv = (int)n_kv, .mask = s->mask,
+        .scale = hp->attn_scale > 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)hp->head_dim_k),
+        .out = s->att, .ldo = (int64_t)hp->n_head * hp->head_dim_v,
     };
+}
 
-    for (uint32_t il = 0; il < hp->n_layer; il++) {
-        const llm_layer *l = &m->layers[il];
-        /* attention */
-        be->rmsnorm(be, s->x, E, n, (int)E, l->attn_norm, hp->norm_eps, s->xn, E);
-        be->matmul(be, l->wq, s->xn, E, n, s->q, Q);
-        be->matmul(be, l->wk, s->xn, E, n, s->k, K);
-        be->matmul(be, l->wv, s->xn, E, n, s->v, V);
-        if (l->bq) be->add_bias(be, s->q, Q, n, (int)Q, l->bq);
-        if (l->bk) be->add_bias(be, s->k, K, n, (int)K, l->bk);
-        if (l->bv) be->add_bias(be, s->v, V, n, (int)V, l->bv);
-        be->rope(be, s->q, Q, &rq);
-        be->rope(be, s->k, K, &rk);
-        be->store_rows(be, s->k, K, (int)K, n, kv->type_k, kv->k[il], kv->k_cell_bytes, ub->cells);
-        be->store_rows(be, s->v, V, (int)V, n, kv->type_v, kv->v[il], kv->v_cell_bytes, ub->cells);
-        aa.k = kv->k[il];
-        aa.v = kv->v[il];
-        be->attention(be, &aa);
-        be->matmul(be, l->wo, s->att, O, n, s->tmp, E);
-        be->add(be, s->x, E, s->tmp, E, n, (int)E);
-        /* feed-forward */
-        be->rmsnorm(be, s->x, E, n, (int)E, l->ffn_norm, hp->norm_eps, s->xn, E);
-        be->matmul(be, l->ffn_gate, s->xn, E, n, s->gate, F);
-        be->matmul(be, l->ffn_up, s->xn, E, n, s->up, F);
-        be->swiglu(be, s->gate, s->up, F, n, (int)F);
-        be->matmul(be, l->ffn_down, s->gate, F, n, s->tmp, E);
-        be->add(be, s->x, E, s->tmp, E, n, (int)E);
+void attn_layer(llm_context *ctx, const ubatch *ub, kv_cache *kv, const llm_layer *l,
+                attn_pass *ap) {
+    const llm_hparams *hp = &ctx->model->hp;
+    llm_backend *be = ctx->backend;
+    llama_scratch *s = ctx->scratch;
+    const int n = ub->n_tok;
+    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim_k;
+    const int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k;
+    const int64_t V = (int64_t)hp->n_head_kv * hp->head_dim_v;
+    const int64_t O = (int64_t)hp->n_head * hp->head_dim_v;
+    be->matmul(be, l->wq, s->xn, E, n, s->q, Q);
+    be->matmul(be, l->wk, s->xn, E, n, s->k, K);
+    be->matmul(be, l->wv, s->xn, E, n, s->v, V);
+    if (l->bq) be->add_bias(be, s->q, Q, n, (int)Q, l->bq);
+    if (l->bk) be->add_bias(be, s->k, K, n, (int)K, l->bk);
+    if (l->bv) be->add_bias(be, s->v, V, n, (int)V, l->bv);
+    if (ap->rope) {
+        be->rope(be, s->q, Q, &ap->rq);
+        be->rope(be, s->k, K, &ap->rk);
     }
+    uint8_t *k = kv->k[l->kv_slot], *v = kv->v[l->kv_slot];
+    be->store_rows(be, s->k, K, (int)K, n, kv->type_k, k, kv->k_cell_bytes, ub->cells);
+    be->store_rows(be, s->v, V, (int)V, n, kv->type_v, v, kv->v_cell_bytes, ub->cells);
+    ap->aa.k = k;
+    ap->aa.v = v;
+    be->attention(be, &ap->aa);
+    be->matmul(be, l->wo, s->att, O, n, s->tmp, E);
+}
 
-    /* only the flagged rows go through the output head */
+void ffn_swiglu(llm_context *ctx, const llm_layer *l, int n) {
+    const llm_hparams *hp = &ctx->model->hp;
+    llm_backend *be = ctx->backend;
+    llama_scratch *s = ctx->scratch;
+    const int64_t E = hp->n_embd, F = l->ffn_gate->ne[1];
+    be->matmul(be, l->ffn_gate, s->xn, E, n, s->gate, F);
+    be->matmul(be, l->ffn_up, s->xn, E, n, s->up, F);
+    be->swiglu(be, s->gate, s->up, F, n, (int)F);
+    be->matmul(be, l->ffn_down, s->gate, F, n, s->tmp, E);
+}
+
+int forward_output(llm_context *ctx, const ubatch *ub, const float *x, float *xn,
+                   float *logits) {
+    const llm_model *m = ctx->model;
+    const int64_t E = m->hp.n_embd;
+    llm_backend *be = ctx->backend;
     int n_out = 0;
-    for (int t = 0; t < n; t++) {
+    for (int t = 0; t < ub->n_tok; t++) {
         if (!ub->logits[t]) continue;
-        be->rmsnorm(be, s->x + t * E, E, 1, (int)E, m->output_norm, hp->norm_eps,
-                    s->xn + n_out * E, E);
+        be->rmsnorm(be, x + t * E, E, 1, (int)E, m->output_norm, m->hp.norm_eps,
+                    xn + n_out * E, E);
         n_out++;
     }
-    if (n_out > 0) be->matmul(be, m->output, s->xn, E, n_out, logits, hp->n_vocab);
+    if (n_out > 0) be->matmul(be, m->output, xn, E, n_out, logits, m->hp.n_vocab);
+    return n_out;
+}
+
+int32_t llama_forward(llm_context *ctx, const ubatch *ub, float *logits) {
+    const llm_model *m = ctx->model;
+    const llm_hparams *hp = &m->hp;
+    llm_backend *be = ctx->backend;
+    llama_scratch *s = ctx->scratch;
+    const int n = ub->n_tok;
+    const int64_t E = hp->n_embd;
+
+    be->get_rows(be, m->tok_embd, ub->token, n, s->x, E);
+    attn_pass ap;
+    attn_begin(ctx, ub, ctx->kv, true, &ap);
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const llm_layer *l = &m->layers[il];
+        be->rmsnorm(be, s->x, E, n, (int)E, l->attn_norm, hp->norm_eps, s->xn, E);
+        attn_layer(ctx, ub, ctx->kv, l, &ap);
+        be->add(be, s->x, E, s->tmp, E, n, (int)E);
+        be->rmsnorm(be, s->x, E, n, (int)E, l->ffn_norm, hp->norm_eps, s->xn, E);
+        ffn_swiglu(ctx, l, n);
+        be->add(be, s->x, E, s->tmp, E, n, (int)E);
+    }
+    forward_output(ctx, ub, s->x, s->xn, logits);
     return LLM_STATUS_OK;
 }

@@ -1,6 +1,6 @@
 /* memory.h -- the one interface the decode loop talks to, whatever holds the model's past:
- * a KV cache for attention layers, recurrent state (memory/recurrent.c), or (later) a
- * hybrid of both. */
+ * a KV cache for attention layers, recurrent state (memory/recurrent.c), or a hybrid of both
+ * (memory/hybrid.c). */
 #ifndef LLM_MEMORY_H
 #define LLM_MEMORY_H
 
@@ -18,7 +18,10 @@ typedef struct ubatch {
     const int32_t *n_seq_id;       /* [n_tok] */
     llm_seq_id *const *seq_id;     /* [n_tok][n_seq_id[i]] */
     const int8_t *logits;          /* [n_tok] output flags */
-    int32_t *cells;                /* [n_tok] filled by memory apply: the cell of each token */
+    int32_t *cells;                /* [n_tok] filled by memory apply: the KV cell of each token */
+    int32_t *snap;                 /* [n_tok] or NULL; filled by the recurrent memory's apply:
+                                      the snapshot cell that takes the state after the token,
+                                      -1 if none (memory/recurrent.h) */
 } ubatch;
 
 typedef struct llm_memory llm_memory;

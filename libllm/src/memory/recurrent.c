@@ -1,7 +1,8 @@
 /* recurrent.c -- the recurrent-state memory and its memory_ops.
  *
- * Cell s holds sequence s. An empty cell (pos_max -1) always holds zero states, so the first
- * token of a sequence starts from zeros without the forward pass asking. A token that belongs
+ * Cell s holds sequence s; cells n_seq_max + k are the snapshots (recurrent.h). An empty
+ * sequence cell (pos_max -1) always holds zero states, so the first token of a sequence starts
+ * from zeros without the forward pass asking. A token that belongs
  * to several sequences is computed once, from its first sequence's cell, and the new state is
  * copied into the others' cells by the forward pass: this needs those sequences to hold the
  * same state, which plan checks as far as it can (equal positions). */
@@ -30,7 +31,11 @@ static void cell_zero(recurrent *r, uint32_t c) {
     }
 }
 
+static void snap_drop(recurrent *r, uint32_t seq, llm_pos keep);
+
+/* Empties sequence cell c (with its snapshots). */
 static void cell_clear(recurrent *r, uint32_t c) {
+    snap_drop(r, c, -1);
     if (r->pos_max[c] < 0) return;
     r->pos_min[c] = r->pos_max[c] = -1;
     cell_zero(r, c);
@@ -46,12 +51,89 @@ static void cell_copy(recurrent *r, uint32_t dst, uint32_t src) {
     r->pos_max[dst] = r->pos_max[src];
 }
 
+/* ---- snapshots ---- */
+
+static uint64_t *snap_mask(const recurrent *r, uint32_t k) {
+    return r->snap_seqs + (uint64_t)k * r->seq_words;
+}
+
+static bool snap_has(const recurrent *r, uint32_t k, uint32_t seq) {
+    return (snap_mask(r, k)[seq / 64] >> (seq % 64)) & 1;
+}
+
+static void snap_free_if_empty(recurrent *r, uint32_t k) {
+    const uint64_t *mask = snap_mask(r, k);
+    for (uint32_t w = 0; w < r->seq_words; w++) {
+        if (mask[w]) return;
+    }
+    r->pos_min[r->n_seq_max + k] = r->pos_max[r->n_seq_max + k] = -1;
+}
+
+/* Forgets the snapshots of seq past position keep (keep -1: all of them). */
+static void snap_drop(recurrent *r, uint32_t seq, llm_pos keep) {
+    for (uint32_t k = 0; k < r->n_snap; k++) {
+        if (!snap_has(r, k, seq) || r->pos_max[r->n_seq_max + k] <= keep) continue;
+        snap_mask(r, k)[seq / 64] &= ~(1ull << (seq % 64));
+        snap_free_if_empty(r, k);
+    }
+}
+
+/* The newest snapshot of seq that has seen no position >= p0; -1 if none. */
+static int32_t snap_find(const recurrent *r, uint32_t seq, llm_pos p0) {
+    int32_t best = -1;
+    for (uint32_t k = 0; k < r->n_snap; k++) {
+        llm_pos pos = r->pos_max[r->n_seq_max + k];
+        if (!snap_has(r, k, seq) || pos >= p0) continue;
+        if (best < 0 || pos > r->pos_max[r->n_seq_max + (uint32_t)best]) best = (int32_t)k;
+    }
+    return best;
+}
+
+/* A snapshot cell for the state of seqs after position pos: a free one, else the oldest. */
+static uint32_t snap_take(recurrent *r, llm_seq_id *const seqs, int n_seqs, llm_pos pos) {
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < r->n_snap; i++) {
+        if (r->pos_max[r->n_seq_max + i] < 0) {
+            k = i;
+            break;
+        }
+        if (r->snap_stamp[i] < r->snap_stamp[k]) k = i;
+    }
+    uint64_t *mask = snap_mask(r, k);
+    memset(mask, 0, sizeof(uint64_t) * r->seq_words);
+    for (int j = 0; j < n_seqs; j++) mask[seqs[j] / 64] |= 1ull << (seqs[j] % 64);
+    const uint32_t c = r->n_seq_max + k, src = (uint32_t)seqs[0];
+    r->pos_min[c] = r->pos_max[src] >= 0 ? r->pos_min[src] : pos;
+    r->pos_max[c] = pos;
+    r->snap_stamp[k] = ++r->stamp;
+    return c;
+}
+
+llm_pos recurrent_cut_point(const recurrent *r, llm_seq_id seq, llm_pos p0) {
+    if (seq < 0 || (uint32_t)seq >= r->n_seq_max) return -1;
+    const uint32_t c = (uint32_t)seq;
+    if (p0 < 0) p0 = 0;
+    if (r->pos_max[c] < 0 || p0 > r->pos_max[c]) return p0;   /* nothing to cut */
+    if (p0 <= r->pos_min[c]) return 0;                          /* the whole sequence */
+    int32_t k = snap_find(r, c, p0);
+    return k < 0 ? -1 : r->pos_max[r->n_seq_max + (uint32_t)k] + 1;
+}
+
+/* Rolls seq back to its newest snapshot that has seen no position >= p0 (which exists). */
+static void rewind_to_snapshot(recurrent *r, uint32_t seq, llm_pos p0) {
+    const uint32_t k = (uint32_t)snap_find(r, seq, p0);
+    cell_copy(r, seq, r->n_seq_max + k);
+    snap_drop(r, seq, r->pos_max[seq]);
+}
+
 static int32_t cannot_rewind(llm_seq_id seq, llm_pos p0, llm_pos p1, const recurrent *r,
                              uint32_t c) {
     return llm_error(LLM_STATUS_CANNOT_REWIND, "sequence %d holds a recurrent state of "
                      "positions [%d, %d]; the range [%d, %d) covers only part of it, and a "
-                     "recurrent state cannot be cut back: remove the whole sequence and decode "
-                     "it again", seq, r->pos_min[c], r->pos_max[c], p0, p1);
+                     "recurrent state cannot be cut back%s: remove the whole sequence and decode "
+                     "it again", seq, r->pos_min[c], r->pos_max[c], p0, p1,
+                     r->snap_every ? " (no snapshot before that position)"
+                                   : " (snapshots are off: see snapshot_interval)");
 }
 
 typedef enum overlap { OV_NONE, OV_WHOLE, OV_PART } overlap;
@@ -70,17 +152,27 @@ static overlap cell_overlap(const recurrent *r, uint32_t c, llm_pos p0, llm_pos 
 static void rec_clear(llm_memory *m) {
     recurrent *r = as_rec(m);
     for (uint32_t c = 0; c < r->n_seq_max; c++) cell_clear(r, c);
+    for (uint32_t k = 0; k < r->n_snap; k++) {   /* none is left, but be exact */
+        memset(snap_mask(r, k), 0, sizeof(uint64_t) * r->seq_words);
+        snap_free_if_empty(r, k);
+    }
 }
 
 static int32_t rec_seq_rm(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1) {
     recurrent *r = as_rec(m);
     if (seq >= 0 && !seq_valid(r, seq)) return bad_seq(r, seq);
     uint32_t c0 = seq < 0 ? 0 : (uint32_t)seq, c1 = seq < 0 ? r->n_seq_max : c0 + 1;
+    const bool tail = p1 < 0 || p1 == INT32_MAX;
     for (uint32_t c = c0; c < c1; c++) {   /* all or nothing */
-        if (cell_overlap(r, c, p0, p1) == OV_PART) return cannot_rewind((llm_seq_id)c, p0, p1, r, c);
+        if (cell_overlap(r, c, p0, p1) == OV_PART &&
+            (!tail || recurrent_cut_point(r, (llm_seq_id)c, p0) < 0)) {
+            return cannot_rewind((llm_seq_id)c, p0, p1, r, c);
+        }
     }
     for (uint32_t c = c0; c < c1; c++) {
-        if (cell_overlap(r, c, p0, p1) == OV_WHOLE) cell_clear(r, c);
+        overlap ov = cell_overlap(r, c, p0, p1);
+        if (ov == OV_WHOLE) cell_clear(r, c);
+        if (ov == OV_PART) rewind_to_snapshot(r, c, p0);
     }
     return LLM_STATUS_OK;
 }
@@ -98,7 +190,11 @@ static int32_t rec_seq_cp(llm_memory *m, llm_seq_id src, llm_seq_id dst, llm_pos
     if (r->pos_max[dst] >= 0 && cell_overlap(r, (uint32_t)dst, p0, p1) != OV_WHOLE) {
         return cannot_rewind(dst, p0, p1, r, (uint32_t)dst);
     }
+    snap_drop(r, (uint32_t)dst, -1);
     cell_copy(r, (uint32_t)dst, (uint32_t)src);
+    for (uint32_t k = 0; k < r->n_snap; k++) {   /* dst shares src's past, snapshots too */
+        if (snap_has(r, k, (uint32_t)src)) snap_mask(r, k)[dst / 64] |= 1ull << (dst % 64);
+    }
     return LLM_STATUS_OK;
 }
 
@@ -122,6 +218,7 @@ static int32_t move_positions(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos
     if (r->pos_max[c] < 0) return LLM_STATUS_OK;
     if (p0 < 0) p0 = 0;
     if (p1 < 0) p1 = INT32_MAX;
+    snap_drop(r, c, -1);   /* their positions would no longer match the sequence's */
     llm_pos *ends[2] = {&r->pos_min[c], &r->pos_max[c]};
     for (int i = 0; i < 2; i++) {
         llm_pos p = *ends[i];
@@ -184,7 +281,11 @@ static int32_t rec_plan(llm_memory *m, const ubatch *ubs, int n_ubs) {
 static int32_t rec_apply(llm_memory *m, ubatch *ub) {
     recurrent *r = as_rec(m);
     for (int i = 0; i < ub->n_tok; i++) {
-        ub->cells[i] = ub->seq_id[i][0];
+        if (ub->snap) {
+            bool due = r->snap_every && (ub->pos[i] + 1) % (llm_pos)r->snap_every == 0;
+            ub->snap[i] = due ? (int32_t)snap_take(r, ub->seq_id[i], ub->n_seq_id[i],
+                                                   ub->pos[i]) : -1;
+        }
         for (int j = 0; j < ub->n_seq_id[i]; j++) {
             uint32_t c = (uint32_t)ub->seq_id[i][j];
             if (r->pos_max[c] < 0) r->pos_min[c] = ub->pos[i];
@@ -195,7 +296,8 @@ static int32_t rec_apply(llm_memory *m, ubatch *ub) {
 }
 
 /* The forward pass updates states in place, so a failed micro-batch leaves its sequences'
- * states half-written: those sequences are dropped (they must be decoded again). */
+ * states half-written: those sequences are dropped with their snapshots (they must be decoded
+ * again). */
 static void rec_rollback(llm_memory *m, const ubatch *ub) {
     recurrent *r = as_rec(m);
     for (int i = 0; i < ub->n_tok; i++) {
@@ -326,6 +428,8 @@ static void rec_free(llm_memory *m) {
     llm_free(r->pos_min);
     llm_free(r->pos_max);
     llm_free(r->plan_pos);
+    llm_free(r->snap_seqs);
+    llm_free(r->snap_stamp);
     llm_free(r);
 }
 
@@ -350,12 +454,15 @@ static const memory_ops rec_ops = {
 };
 
 uint64_t recurrent_state_bytes(const recurrent_params *p) {
-    return (uint64_t)p->n_layer * p->n_seq_max * (p->conv_elems + p->ssm_elems) * sizeof(float);
+    return (uint64_t)p->n_layer * ((uint64_t)p->n_seq_max + p->n_snap) *
+           (p->conv_elems + p->ssm_elems) * sizeof(float);
 }
 
 uint64_t recurrent_bookkeeping_bytes(const recurrent_params *p) {
-    return (uint64_t)p->n_seq_max * sizeof(llm_pos) * 3 +
-           2 * (uint64_t)LLM_MAX(p->n_layer, 1) * sizeof(float *);
+    uint64_t cells = (uint64_t)p->n_seq_max + p->n_snap, words = (p->n_seq_max + 63) / 64;
+    return cells * sizeof(llm_pos) * 2 + (uint64_t)p->n_seq_max * sizeof(llm_pos) +
+           2 * (uint64_t)LLM_MAX(p->n_layer, 1) * sizeof(float *) +
+           (uint64_t)LLM_MAX(p->n_snap, 1) * (words + 1) * sizeof(uint64_t);
 }
 
 int32_t recurrent_create(const recurrent_params *p, recurrent **out) {
@@ -367,15 +474,22 @@ int32_t recurrent_create(const recurrent_params *p, recurrent **out) {
     r->n_layer = p->n_layer;
     r->conv_elems = p->conv_elems;
     r->ssm_elems = p->ssm_elems;
-    r->pos_min = llm_malloc(sizeof(llm_pos) * p->n_seq_max);
-    r->pos_max = llm_malloc(sizeof(llm_pos) * p->n_seq_max);
+    r->snap_every = p->n_snap ? p->snap_every : 0;
+    r->n_snap = r->snap_every ? p->n_snap : 0;
+    r->seq_words = (p->n_seq_max + 63) / 64;
+    const uint64_t n_cells = (uint64_t)p->n_seq_max + r->n_snap;
+    r->pos_min = llm_malloc(sizeof(llm_pos) * n_cells);
+    r->pos_max = llm_malloc(sizeof(llm_pos) * n_cells);
     r->plan_pos = llm_malloc(sizeof(llm_pos) * p->n_seq_max);
+    r->snap_seqs = llm_calloc(LLM_MAX(r->n_snap, 1) * (size_t)r->seq_words, sizeof(uint64_t));
+    r->snap_stamp = llm_calloc(LLM_MAX(r->n_snap, 1), sizeof(uint64_t));
     r->conv = llm_calloc(LLM_MAX(p->n_layer, 1), sizeof(float *));
     r->ssm = llm_calloc(LLM_MAX(p->n_layer, 1), sizeof(float *));
-    bool ok = r->pos_min && r->pos_max && r->plan_pos && r->conv && r->ssm;
+    bool ok = r->pos_min && r->pos_max && r->plan_pos && r->snap_seqs && r->snap_stamp &&
+              r->conv && r->ssm;
     for (uint32_t l = 0; ok && l < p->n_layer; l++) {
-        r->conv[l] = llm_aligned_alloc(sizeof(float) * p->conv_elems * p->n_seq_max);
-        r->ssm[l] = llm_aligned_alloc(sizeof(float) * p->ssm_elems * p->n_seq_max);
+        r->conv[l] = llm_aligned_alloc(sizeof(float) * p->conv_elems * n_cells);
+        r->ssm[l] = llm_aligned_alloc(sizeof(float) * p->ssm_elems * n_cells);
         ok = r->conv[l] && r->ssm[l];
     }
     if (!ok) {
@@ -383,7 +497,7 @@ int32_t recurrent_create(const recurrent_params *p, recurrent **out) {
         return llm_error(LLM_STATUS_OUT_OF_MEMORY, "out of memory allocating the recurrent state "
                          "(%u sequences)", p->n_seq_max);
     }
-    for (uint32_t c = 0; c < p->n_seq_max; c++) {
+    for (uint32_t c = 0; c < n_cells; c++) {
         r->pos_min[c] = r->pos_max[c] = -1;
         cell_zero(r, c);
     }
