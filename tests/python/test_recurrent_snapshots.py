@@ -1,5 +1,5 @@
 """Rewindable recurrent state: snapshots every n positions let seq_rm(seq, p, -1) roll a
-Mamba / Mamba2 sequence back (llama.cpp can only drop it whole).
+Mamba / Mamba2 / Jamba sequence back (llama.cpp can only drop it whole).
 
 The contract checked here, through the Python API: with ``snapshot_interval=n`` the state after
 every position p with (p + 1) % n == 0 is kept in a bounded pool; removing the tail [p, end)
@@ -8,6 +8,8 @@ says where it now ends, and decoding the rest again gives the logits of a contex
 went past p (compared with transformers, float64, and with a fresh libllm context). Without a
 usable snapshot the removal is refused (CannotRewindError) and changes nothing. The pool is
 allocated with the context (breakdown bytes), and a full pool replaces its oldest snapshot.
+On a hybrid (jamba) the KV cache is cut at the same position as the recurrent state: the
+re-decoded positions land in the cache once, which the transformers comparison would expose.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import modelgen as mg
 import numpy as np
 import pytest
 
-ARCHES = ("mamba", "mamba2")
+ARCHES = ("mamba", "mamba2", "jamba")
 F32_REL = 1e-4
 _CACHE: dict = {}
 
@@ -28,7 +30,13 @@ def snap_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("snapshots")
 
     def make(arch):
-        if arch not in _CACHE:
+        if arch not in _CACHE and arch == "jamba":
+            import modelgen_jamba as mj
+
+            hf = mj.make_jamba(seed=25)
+            path = mj.write_gguf_jamba(hf, root / "jamba.gguf", "f32")
+            _CACHE[arch] = (str(path), mj.reference_jamba(hf, path))
+        elif arch not in _CACHE:
             hf = mm.make_mamba(arch, seed=21 if arch == "mamba" else 23)
             path = mm.write_gguf_mamba(hf, root / f"{arch}.gguf", "f32")
             _CACHE[arch] = (str(path), mm.reference_mamba(hf, path))
@@ -138,12 +146,14 @@ def test_copied_sequence_shares_snapshots(lib, snap_model, open_ctx, arch):
 def test_pool_is_allocated_with_the_context(lib, snap_model, open_ctx, arch):
     path, _ = snap_model(arch)
     plain = open_ctx(path, n_seq_max=3).memory_breakdown()["recurrent"]
+    kv = open_ctx(path, n_seq_max=3).memory_breakdown()["k"]
     snap = open_ctx(path, n_seq_max=3, snapshot_interval=32).memory_breakdown()["recurrent"]
     five = open_ctx(path, n_seq_max=3, snapshot_interval=32, n_snapshots=5)
     assert plain % 3 == 0
     per_state = plain // 3
     assert snap == per_state * (3 + 8 * 3)                # default: 8 per sequence
     assert five.memory_breakdown()["recurrent"] == per_state * (3 + 5)
+    assert five.memory_breakdown()["k"] == kv            # the KV cache does not change
     model = five.model
     assert lib.Context.estimate_memory(model, n_seq_max=3, snapshot_interval=32,
                                        n_snapshots=5)["recurrent"] == per_state * 8
