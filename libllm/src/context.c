@@ -357,8 +357,8 @@ static bool wants_logits(const llm_batch *b, int32_t i) {
 static int32_t forward(llm_context *ctx, const ubatch *ub, float *out) {
     switch (ctx->model->arch) {
     case ARCH_GEMMA3: return gemma3_forward(ctx, ub, out);
-    case ARCH_MAMBA: return mamba_forward(ctx, ub, out);
-    case ARCH_MAMBA2: return mamba2_forward(ctx, ub, out);
+    case ARCH_MAMBA:
+    case ARCH_MAMBA2: return mamba_forward(ctx, ub, out);
     case ARCH_JAMBA: return jamba_forward(ctx, ub, out);
     case ARCH_GRANITE_HYBRID: return granite_hybrid_forward(ctx, ub, out);
     default: return llama_forward(ctx, ub, out);

@@ -109,10 +109,9 @@ int32_t ssm_scratch_create(const llm_model *model, uint32_t n_ubatch, ssm_scratc
 void ssm_scratch_free(ssm_scratch *s);
 uint64_t ssm_scratch_bytes(const llm_model *model, uint32_t n_ubatch);
 
-/* The forward passes of mamba (arch/mamba.c) and mamba2 (arch/mamba2.c); same contract as
- * llama_forward, over the recurrent memory ctx->rec. */
+/* The forward pass of mamba and mamba2 (arch/mamba.c); same contract as llama_forward, over
+ * the recurrent memory ctx->rec. */
 int32_t mamba_forward(llm_context *ctx, const ubatch *ub, float *logits);
-int32_t mamba2_forward(llm_context *ctx, const ubatch *ub, float *logits);
 
 /* The forward pass of jamba (arch/jamba.c): attention layers over ctx->kv, Mamba layers over
  * ctx->rec; same contract as llama_forward. */

@@ -1,5 +1,6 @@
-/* mamba.c -- the compute scratch of the state-space models and the forward pass of Mamba (v1)
- * and Falcon-Mamba. Per block, x += mixer(rmsnorm(x)) with the mixer
+/* mamba.c -- the compute scratch of the state-space models, the Mamba (v1) mixer, and the
+ * forward pass of the pure state-space models (Mamba, Falcon-Mamba, Mamba2: the mixer of
+ * arch/mamba2.c). Per block, x += mixer(rmsnorm(x)) with the Mamba mixer
  *   (x, z) = in_proj(h);  x = silu(conv1d(conv state, x));  (dt, B, C) = x_proj(x)
  *   dt = dt_proj(dt) (+ bias, softplus in the scan);  y = scan(state, x, dt, A, B, C) + D x
  *   out_proj(y * silu(z))
@@ -187,7 +188,11 @@ int32_t mamba_forward(llm_context *ctx, const ubatch *ub, float *logits) {
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const llm_layer *l = &m->layers[il];
         be->rmsnorm(be, s->x, E, n, (int)E, l->attn_norm, hp->norm_eps, s->xn, E);
-        mamba_mixer(ctx, ub, l, s->xn, s->tmp);
+        if (model_ssm_v2(m)) {
+            mamba2_mixer(ctx, ub, l, s->xn, s->tmp);
+        } else {
+            mamba_mixer(ctx, ub, l, s->xn, s->tmp);
+        }
         be->add(be, s->x, E, s->tmp, E, n, (int)E);
     }
     forward_output(ctx, ub, s->x, s->xn, logits);

@@ -1,10 +1,9 @@
-/* mamba2.c -- the Mamba2 (SSD) mixer and the forward pass of Mamba2. Per block,
- * x += mixer(rmsnorm(x)) with the mixer
+/* mamba2.c -- the Mamba2 (SSD) mixer, used by mamba2 (arch/mamba.c runs its blocks) and the
+ * state-space layers of Granite 4 hybrids (arch/granite_hybrid.c):
  *   (z, xBC, dt) = in_proj(h);  xBC = silu(conv1d(conv state, xBC));  (x, B, C) = xBC
  *   y = scan(state, x, dt, A, B, C) + D x  per head (A, D, dt bias: one value per head;
  *   heads share B and C by groups);  out_proj(w * groupnorm(y * silu(z)))
- * Runs of tokens, shared sequences and snapshots as in mamba.c; the scratch is laid out there.
- * Granite 4 hybrids use this mixer for their state-space layers (arch/granite_hybrid.c). */
+ * Runs of tokens, shared sequences and snapshots as in mamba.c; the scratch is laid out there. */
 #include "forward.h"
 
 void mamba2_mixer(llm_context *ctx, const ubatch *ub, const llm_layer *l, const float *in,
@@ -46,23 +45,4 @@ void mamba2_mixer(llm_context *ctx, const ubatch *ub, const llm_layer *l, const 
     be->ssm_gated_norm(be, s->y, DI, s->proj, P, n, (int)DI, (int)G, l->ssm_norm, hp->norm_eps,
                        s->y, DI);
     be->matmul(be, l->ssm_out, s->y, DI, n, out, E);
-}
-
-int32_t mamba2_forward(llm_context *ctx, const ubatch *ub, float *logits) {
-    const llm_model *m = ctx->model;
-    const llm_hparams *hp = &m->hp;
-    llm_backend *be = ctx->backend;
-    ssm_scratch *s = ctx->ssm;
-    const int n = ub->n_tok;
-    const int64_t E = hp->n_embd;
-
-    be->get_rows(be, m->tok_embd, ub->token, n, s->x, E);
-    for (uint32_t il = 0; il < hp->n_layer; il++) {
-        const llm_layer *l = &m->layers[il];
-        be->rmsnorm(be, s->x, E, n, (int)E, l->attn_norm, hp->norm_eps, s->xn, E);
-        mamba2_mixer(ctx, ub, l, s->xn, s->tmp);
-        be->add(be, s->x, E, s->tmp, E, n, (int)E);
-    }
-    forward_output(ctx, ub, s->x, s->xn, logits);
-    return LLM_STATUS_OK;
 }
