@@ -517,8 +517,8 @@ static int32_t bind_weights_ssm(llm_model *m, const llm_model_params *p) {
 
 /* ---- hybrids: jamba, granitehybrid ---- */
 
-/* Granite 4 hybrids, as llama.cpp's converter writes them: RoPE only when
- * rope.scaling.finetuned is true (Bamba; Granite 4.0-H has none), Granite's multipliers as
+/* Granite 4 hybrids, as llama.cpp's converter writes them: RoPE unless
+ * rope.scaling.finetuned is false (Granite 4.0-H has none; Bamba has it), Granite's multipliers as
  * attention.scale, embedding_scale, residual_scale and logit_scale, a shared expert of
  * expert_shared_feed_forward_length beside the routed ones, whose weights are renormalised
  * over the chosen experts. */
@@ -528,8 +528,8 @@ static int32_t load_hparams_granite(llm_model *m) {
     llm_hparams *hp = &m->hp;
     char key[128];
     snprintf(key, sizeof key, "%s.rope.scaling.finetuned", a);
-    bool rope = false;
-    if (!gguf_get_bool(f, key, &rope)) rope = false;
+    bool rope = true;   /* absent: RoPE, as llama.cpp reads it */
+    if (!gguf_get_bool(f, key, &rope)) rope = true;
     if (rope) {
         if (!get_arch_u32(f, a, "rope.dimension_count", &hp->n_rot)) hp->n_rot = hp->head_dim_k;
         if (!get_arch_f32(f, a, "rope.freq_base", &hp->rope_freq_base)) {
