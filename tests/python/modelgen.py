@@ -20,6 +20,7 @@ Layout facts this file relies on (checked by the self-tests in test_model_llama.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -245,7 +246,8 @@ def vocab_pieces(vocab_size: int):
     """(tokens, scores, types) of an SPM vocab with vocab_size entries: <unk> <s> </s>, the 256
     byte tokens <0x00>..<0xFF>, then "▁", letters, digits, punctuation, "▁word" pieces (each
     with all its prefixes, so a pair-merging SPM tokenizer reaches it: "▁t", "▁th", "▁the")
-    and letter pairs until full. Scores decrease with the id (the SPM merge priority)."""
+    and letter pairs, then letter triples, quadruples, ... until full (large vocabularies).
+    Scores decrease with the id (the SPM merge priority)."""
     T = gguf.TokenType
     tokens = ["<unk>", "<s>", "</s>"]
     types = [int(T.UNKNOWN), int(T.CONTROL), int(T.CONTROL)]
@@ -262,8 +264,14 @@ def vocab_pieces(vocab_size: int):
     cands += ["\u2581" + c for c in letters]
     cands += ["\u2581" + w[:k] for w in _WORDS for k in range(1, len(w) + 1)]
     cands += [a + b for a in letters for b in letters]
+    # large vocabularies (benchmark models of a real model's shape) go on past the pairs;
+    # smaller ones never reach these
+    pieces = itertools.chain(
+        cands,
+        ("".join(t) for n in itertools.count(3) for t in itertools.product(letters, repeat=n)),
+    )
     seen = set(tokens)
-    for piece in cands:
+    for piece in pieces:
         if len(tokens) == vocab_size:
             break
         if piece in seen:
@@ -272,8 +280,6 @@ def vocab_pieces(vocab_size: int):
         tokens.append(piece)
         types.append(int(T.NORMAL))
         scores.append(-float(len(tokens)))
-    if len(tokens) != vocab_size:
-        raise ValueError(f"vocab_size {vocab_size} larger than the generated piece list")
     return tokens, scores, types
 
 

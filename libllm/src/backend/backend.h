@@ -125,6 +125,9 @@ int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_
 /* Installs the CPU state-space ops (cpu_ssm.c) into a CPU backend being created. */
 void cpu_ssm_install(llm_backend *be);
 
+/* The compute threads of a CPU backend, which its state-space ops (cpu_ssm.c) share. */
+struct threadpool *cpu_backend_pool(llm_backend *be);
+
 /* Bytes of scratch a CPU backend created with these arguments holds. */
 uint64_t cpu_backend_scratch_bytes(int n_threads, int max_head_dim, int max_tok,
                                    int64_t max_row);

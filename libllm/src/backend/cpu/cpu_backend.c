@@ -372,6 +372,8 @@ static void cpu_attention(llm_backend *be, const attn_args *a) {
     threadpool_run(cpu(be)->pool, attention_worker, &task);
 }
 
+struct threadpool *cpu_backend_pool(llm_backend *be) { return cpu(be)->pool; }
+
 static void cpu_free(llm_backend *be) {
     if (!be) return;
     threadpool_free(cpu(be)->pool);
