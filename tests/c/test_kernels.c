@@ -271,22 +271,22 @@ static void test_vec_dot_and_tile(const cpu_kernels *k, const cpu_kernels *ref, 
         uint64_t rb;
         float *wv;
         uint8_t *w = rnd_rows(type, n, MM_TILE_ROWS, &rb, &wv);
-        float *x = rnd_floats(n * MM_TILE_TOKS, 2.0f);
+        float *x = rnd_floats(n * MM_TILE_TOKS_MAX, 2.0f);
         size_t as, ras;
-        uint8_t *a = make_act(mk, x, n, MM_TILE_TOKS, &as);      /* this level's layout */
-        uint8_t *ra = make_act(mr, x, n, MM_TILE_TOKS, &ras);    /* the scalar block_q8a */
+        uint8_t *a = make_act(mk, x, n, MM_TILE_TOKS_MAX, &as);      /* this level's layout */
+        uint8_t *ra = make_act(mr, x, n, MM_TILE_TOKS_MAX, &ras);    /* the scalar block_q8a */
         /* the activation values the kernels really see */
-        float *xa = malloc(sizeof(float) * (size_t)(n * MM_TILE_TOKS));
-        for (int t = 0; t < MM_TILE_TOKS; t++) {
+        float *xa = malloc(sizeof(float) * (size_t)(n * MM_TILE_TOKS_MAX));
+        for (int t = 0; t < MM_TILE_TOKS_MAX; t++) {
             if (is_quant(type)) {
                 act_values(type, ra + t * ras, n, xa + t * n);
             } else {
                 memcpy(xa + t * n, x + t * n, sizeof(float) * (size_t)n);
             }
         }
-        float expect[MM_TILE_TOKS][MM_TILE_ROWS];
-        double tol[MM_TILE_TOKS][MM_TILE_ROWS];
-        for (int t = 0; t < MM_TILE_TOKS; t++) {
+        float expect[MM_TILE_TOKS_MAX][MM_TILE_ROWS];
+        double tol[MM_TILE_TOKS_MAX][MM_TILE_ROWS];
+        for (int t = 0; t < MM_TILE_TOKS_MAX; t++) {
             for (int r = 0; r < MM_TILE_ROWS; r++) {
                 expect[t][r] = mr->vec_dot(n, w + r * rb, ra + t * ras);
                 tol[t][r] = order_tol(n, sum_abs_prod(wv + r * n, xa + t * n, n));
@@ -299,7 +299,7 @@ static void test_vec_dot_and_tile(const cpu_kernels *k, const cpu_kernels *ref, 
         if (k == ref) {
             /* the scalar scheme against quant.c's reference on the original f32 values */
             dot_f32_fn dot = type_traits_get(type)->dot_f32;
-            for (int t = 0; t < MM_TILE_TOKS; t++) {
+            for (int t = 0; t < MM_TILE_TOKS_MAX; t++) {
                 for (int r = 0; r < MM_TILE_ROWS; r++) {
                     float want = dot(w + r * rb, x + t * n, n);
                     double tl = order_tol(n, sum_abs_prod(wv + r * n, x + t * n, n)) +
@@ -309,15 +309,16 @@ static void test_vec_dot_and_tile(const cpu_kernels *k, const cpu_kernels *ref, 
                 }
             }
         }
-        /* every tile shape, into rows of stride ldy with guards after each row */
+        /* every tile shape the kernel takes (up to its max_toks tokens), into rows of stride ldy
+         * with guards after each row */
         const int64_t ldy = MM_TILE_ROWS + 3;
-        float y[MM_TILE_TOKS * (MM_TILE_ROWS + 3)];
+        float y[MM_TILE_TOKS_MAX * (MM_TILE_ROWS + 3)];
         for (int nr = 1; nr <= MM_TILE_ROWS; nr++) {
-            for (int nt = 1; nt <= MM_TILE_TOKS; nt++) {
+            for (int nt = 1; nt <= mm_max_toks(mk); nt++) {
                 for (size_t i = 0; i < sizeof y / sizeof y[0]; i++) y[i] = 12345.0f;
                 mk->tile(n, w, rb, nr, a, as, nt, y, ldy);
                 bool ok = true, guards = true;
-                for (int t = 0; t < MM_TILE_TOKS; t++) {
+                for (int t = 0; t < MM_TILE_TOKS_MAX; t++) {
                     for (int r = 0; r < ldy; r++) {
                         float v = y[t * ldy + r];
                         if (t < nt && r < nr) {

@@ -67,10 +67,11 @@ static void matmul_worker(void *p, int ith, int nth) {
     const matmul_task *t = p;
     int64_t n_tiles = (t->n_out + MM_TILE_ROWS - 1) / MM_TILE_ROWS, r0, r1;
     pool_split(n_tiles, ith, nth, &r0, &r1);
+    int max_toks = mm_max_toks(t->mk);
     for (int64_t c0 = r0; c0 < r1; c0 += MM_CHUNK_TILES) {
         int64_t c1 = LLM_MIN(c0 + MM_CHUNK_TILES, r1);
-        for (int tok = 0; tok < t->n_tok; tok += MM_TILE_TOKS) {
-            int nt = LLM_MIN(MM_TILE_TOKS, t->n_tok - tok);
+        for (int tok = 0; tok < t->n_tok; tok += max_toks) {
+            int nt = LLM_MIN(max_toks, t->n_tok - tok);
             const uint8_t *a = t->a + (size_t)tok * t->a_stride;
             for (int64_t c = c0; c < c1; c++) {
                 int64_t o = c * MM_TILE_ROWS;

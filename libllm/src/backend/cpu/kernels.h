@@ -65,12 +65,14 @@ typedef enum cpu_level {
 } cpu_level;
 
 /* The largest register tile a matmul kernel computes: MM_TILE_ROWS weight rows by
- * MM_TILE_TOKS activation rows. */
+ * MM_TILE_TOKS activation rows; a kernel may take up to MM_TILE_TOKS_MAX activation rows
+ * per call (mm_kernel.max_toks), to reuse what it unpacks of a weight row over more of them. */
 #define MM_TILE_ROWS 4
 #define MM_TILE_TOKS 4
+#define MM_TILE_TOKS_MAX 8
 
 /* y[t * ldy + r] = dot(weight row r, activation row t) for r < nr, t < nt, with
- * 1 <= nr <= MM_TILE_ROWS and 1 <= nt <= MM_TILE_TOKS. Weight row r starts at
+ * 1 <= nr <= MM_TILE_ROWS and 1 <= nt <= the kernel's mm_max_toks. Weight row r starts at
  * w + r * w_stride bytes, activation row t at a + t * a_stride bytes; rows hold n elements
  * (a multiple of 32 for the quantized types). */
 typedef void (*mm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
@@ -94,7 +96,15 @@ typedef struct mm_kernel {
     void (*quantize)(const float *x, void *a, int64_t n);
     vec_dot_fn vec_dot;
     mm_tile_fn tile;
+    /* the most activation rows one tile call takes: MM_TILE_TOKS when 0, at most
+     * MM_TILE_TOKS_MAX (mm_max_toks below) */
+    int max_toks;
 } mm_kernel;
+
+/* the most activation rows one call of mk->tile takes */
+static inline int mm_max_toks(const struct mm_kernel *mk) {
+    return mk->max_toks > 0 ? mk->max_toks : MM_TILE_TOKS;
+}
 
 typedef struct cpu_kernels {
     const char *name;            /* "scalar", "avx2", "avx512", "neon" */

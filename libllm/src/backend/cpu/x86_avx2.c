@@ -7,13 +7,15 @@
  *   Q8_0: |w| times a with w's sign moved onto a (each pair sum <= 2 * 128 * 127, no
  *         saturation);
  *   Q4_0: the nibbles 0..15 times a (pair sums <= 2 * 15 * 127), minus 8 * sum(a), which
- *         is computed once per activation row.
+ *         is computed once per matmul, when the activations are quantized (into this level's
+ *         own layout, act_oct below).
  * The integer sums are exact, so the results differ from the scalar level only by float
  * summation order. */
 #if defined(__x86_64__)
 
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -79,12 +81,13 @@ INLINE void tile_float(int kind, int R, int T, int64_t n, const uint8_t *w, size
     }
 }
 
-/* ---- Q8_0, Q4_0 weights with block_q8a activations ---- */
+/* ---- Q8_0 weights with block_q8a activations ---- */
 
-enum { W_Q8_0, W_Q4_0 };
+enum { W_Q8_0 };
 
 INLINE void tile_quant(int kind, int R, int T, int64_t n, const uint8_t *w, size_t ws,
                        const uint8_t *a, size_t as, float *y, int64_t ldy) {
+    (void)kind;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[MM_TILE_ROWS][MM_TILE_TOKS];
     #pragma GCC unroll 4
@@ -93,44 +96,24 @@ INLINE void tile_quant(int kind, int R, int T, int64_t n, const uint8_t *w, size
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     }
     for (int64_t b = 0; b < n / 32; b++) {
-        __m256i x[MM_TILE_TOKS], xs[MM_TILE_TOKS];
+        __m256i x[MM_TILE_TOKS];
         __m256 dx[MM_TILE_TOKS];
         #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             const block_q8a *ab = (const block_q8a *)(a + t * as) + b;
             x[t] = _mm256_loadu_si256((const __m256i *)ab->qs);
             dx[t] = _mm256_set1_ps(ab->d);
-            if (kind == W_Q4_0) {
-                xs[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), x[t]), ones);
-            }
         }
         #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            __m256i wq;
-            __m256 dw;
-            if (kind == W_Q8_0) {
-                const block_q8_0 *q = (const block_q8_0 *)(w + r * ws) + b;
-                wq = _mm256_loadu_si256((const __m256i *)q->qs);
-                dw = _mm256_set1_ps(_cvtsh_ss(q->d));
-            } else {
-                const block_q4_0 *q = (const block_q4_0 *)(w + r * ws) + b;
-                __m128i p = _mm_loadu_si128((const __m128i *)q->qs);
-                __m128i lo = _mm_and_si128(p, _mm_set1_epi8(0x0f));
-                __m128i hi = _mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(0x0f));
-                wq = _mm256_set_m128i(hi, lo);
-                dw = _mm256_set1_ps(_cvtsh_ss(q->d));
-            }
-            __m256i wabs = kind == W_Q8_0 ? _mm256_abs_epi8(wq) : wq;
+            const block_q8_0 *q = (const block_q8_0 *)(w + r * ws) + b;
+            __m256i wq = _mm256_loadu_si256((const __m256i *)q->qs);
+            __m256 dw = _mm256_set1_ps(_cvtsh_ss(q->d));
+            __m256i wabs = _mm256_abs_epi8(wq);
             #pragma GCC unroll 4
             for (int t = 0; t < T; t++) {
-                __m256i s;
-                if (kind == W_Q8_0) {
-                    __m256i p16 = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x[t], wq));
-                    s = _mm256_madd_epi16(p16, ones);
-                } else {
-                    s = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, x[t]), ones);
-                    s = _mm256_sub_epi32(s, xs[t]);
-                }
+                __m256i p16 = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x[t], wq));
+                __m256i s = _mm256_madd_epi16(p16, ones);
                 acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, dx[t]),
                                             acc[r][t]);
             }
@@ -141,6 +124,125 @@ INLINE void tile_quant(int kind, int R, int T, int64_t n, const uint8_t *w, size
         #pragma GCC unroll 4
         for (int t = 0; t < T; t++) y[t * ldy + r] = hsum256(acc[r][t]);
     }
+}
+
+/* ---- Q4_0 weights with activations in groups of 8 blocks ----
+ * 8 blocks (256 values) in eight registers, one 32-bit lane per block: register m holds
+ * values 4 m .. 4 m + 3 of block b in lane b. For the weights these are the low (m < 4) and
+ * high (m >= 4) nibbles of 32-bit word m % 4 of each block's qs, a 4 x 4 transpose per
+ * group. The eight VPMADDUBSW pair sums of a token add up in 16 bits (at most
+ * 8 * 2 * 15 * 127 < 2^15), one VPMADDWD per group widens them, and the block scales are
+ * applied once per group instead of once per block. Each lane starts at -8 * (the sum of the
+ * block's activations), which the activations carry (quantized once per matmul into this
+ * layout). */
+
+typedef struct act_oct {
+    int8_t qs[8][32];      /* register m, lane b: values 4 m .. 4 m + 3 of block b */
+    float d[8];            /* lane b: the scale of block b */
+    int32_t start[8];      /* -8 * the sum of block b's values */
+} act_oct;
+
+_Static_assert(sizeof(act_oct) == 320, "act_oct is five cache lines");
+
+static void avx2_quantize_q8a(const float *x, void *out, int64_t n);
+
+static int64_t avx2_act_bytes_q4_0(int64_t n) {
+    return (n / 32 + 7) / 8 * (int64_t)sizeof(act_oct);
+}
+
+/* an odd last group has zero blocks after its last one (values and scales) */
+static void avx2_quantize_q4_0(const float *x, void *out, int64_t n) {
+    act_oct *p = out;
+    int64_t nb = n / 32;
+    for (int64_t g = 0; g < nb; g += 8, p++) {
+        int cnt = nb - g < 8 ? (int)(nb - g) : 8;
+        block_q8a blk[8];
+        memset(blk, 0, sizeof blk);
+        avx2_quantize_q8a(x + g * 32, blk, cnt * 32);
+        for (int b = 0; b < 8; b++) {
+            int32_t sum = 0;
+            for (int j = 0; j < 32; j++) sum += blk[b].qs[j];
+            for (int m = 0; m < 8; m++) memcpy(p->qs[m] + 4 * b, blk[b].qs + 4 * m, 4);
+            p->d[b] = blk[b].d;
+            p->start[b] = -8 * sum;
+        }
+    }
+}
+
+/* the weights of blocks g .. g + cnt - 1 of a Q4_0 row (cnt <= 8; the rest count as zero
+ * blocks) in the order above, and their scales (lane b: block b) */
+INLINE __m256 q4_0_oct(const block_q4_0 *q, int cnt, __m256i *wq) {
+    block_q4_0 tmp[8];
+    if (cnt < 8) {
+        memset(tmp, 0, sizeof tmp);
+        memcpy(tmp, q, (size_t)cnt * sizeof *q);
+        q = tmp;
+    }
+    __m256i y[4];
+    for (int b = 0; b < 4; b++) {
+        y[b] = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)q[b + 4].qs),
+                                _mm_loadu_si128((const __m128i *)q[b].qs));
+    }
+    /* word w of block b (128-bit half b / 4) to register w, lane b */
+    __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]), t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(y[2], y[3]), t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+    __m256i g[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                    _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int m = 0; m < 4; m++) {
+        wq[m] = _mm256_and_si256(g[m], m4);
+        wq[m + 4] = _mm256_and_si256(_mm256_srli_epi16(g[m], 4), m4);
+    }
+    __m128i h = _mm_setr_epi16((short)q[0].d, (short)q[1].d, (short)q[2].d, (short)q[3].d,
+                               (short)q[4].d, (short)q[5].d, (short)q[6].d, (short)q[7].d);
+    return _mm256_cvtph_ps(h);
+}
+
+/* nr <= 4 rows by T <= 4 tokens, row after row */
+INLINE void tile_q4_0_oct(int T, int64_t n, const uint8_t *w, size_t ws, int nr,
+                          const uint8_t *a, size_t as, float *y, int64_t ldy) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    int64_t nb = n / 32;
+    for (int r = 0; r < nr; r++) {
+        const block_q4_0 *row = (const block_q4_0 *)(w + r * ws);
+        __m256 acc[MM_TILE_TOKS];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+        for (int64_t g = 0; g < nb; g += 8) {
+            __m256i wq[8];
+            __m256 dw = q4_0_oct(row + g, nb - g < 8 ? (int)(nb - g) : 8, wq);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                const act_oct *p = (const act_oct *)(a + t * as) + g / 8;
+                __m256i s16 = _mm256_maddubs_epi16(wq[0], _mm256_loadu_si256((const __m256i *)p->qs[0]));
+#pragma GCC unroll 8
+                for (int m = 1; m < 8; m++) {
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(wq[m], _mm256_loadu_si256((const __m256i *)p->qs[m])));
+                }
+                __m256i s = _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_loadu_si256((const __m256i *)p->start));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_loadu_ps(p->d)), acc[t]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) y[t * ldy + r] = hsum256(acc[t]);
+    }
+}
+
+static void avx2_tile_q4_0(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                           size_t as, int nt, float *y, int64_t ldy) {
+    const uint8_t *wb = w, *ab = a;
+    switch (nt) {
+    case 4: tile_q4_0_oct(4, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 3: tile_q4_0_oct(3, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 2: tile_q4_0_oct(2, n, wb, ws, nr, ab, as, y, ldy); break;
+    default: tile_q4_0_oct(1, n, wb, ws, nr, ab, as, y, ldy); break;
+    }
+}
+
+static float avx2_vec_dot_q4_0(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_q4_0_oct(1, n, w, 0, 1, a, 0, &y, 0);
+    return y;
 }
 
 /* ---- Q4_K, Q5_K, Q6_K weights with block_q8k activations ----
@@ -381,10 +483,6 @@ static void avx2_tile_q8_0(int64_t n, const void *w, size_t ws, int nr, const vo
                            size_t as, int nt, float *y, int64_t ldy) {
     tile_any(W_Q8_0, true, n, w, ws, nr, a, as, nt, y, ldy);
 }
-static void avx2_tile_q4_0(int64_t n, const void *w, size_t ws, int nr, const void *a,
-                           size_t as, int nt, float *y, int64_t ldy) {
-    tile_any(W_Q4_0, true, n, w, ws, nr, a, as, nt, y, ldy);
-}
 
 static float avx2_vec_dot_f32(int64_t n, const void *w, const void *a) {
     float y;
@@ -404,11 +502,6 @@ static float avx2_vec_dot_bf16(int64_t n, const void *w, const void *a) {
 static float avx2_vec_dot_q8_0(int64_t n, const void *w, const void *a) {
     float y;
     tile_quant(W_Q8_0, 1, 1, n, w, 0, a, 0, &y, 0);
-    return y;
-}
-static float avx2_vec_dot_q4_0(int64_t n, const void *w, const void *a) {
-    float y;
-    tile_quant(W_Q4_0, 1, 1, n, w, 0, a, 0, &y, 0);
     return y;
 }
 
@@ -662,7 +755,7 @@ static const cpu_kernels g_avx2 = {
     .f16 = {NULL, NULL, avx2_vec_dot_f16, avx2_tile_f16},
     .bf16 = {NULL, NULL, avx2_vec_dot_bf16, avx2_tile_bf16},
     .q8_0 = {q8a_row_bytes, avx2_quantize_q8a, avx2_vec_dot_q8_0, avx2_tile_q8_0},
-    .q4_0 = {q8a_row_bytes, avx2_quantize_q8a, avx2_vec_dot_q4_0, avx2_tile_q4_0},
+    .q4_0 = {avx2_act_bytes_q4_0, avx2_quantize_q4_0, avx2_vec_dot_q4_0, avx2_tile_q4_0},
     .q4_k = {q8k_row_bytes, avx2_quantize_q8k, avx2_vec_dot_q4_k, avx2_tile_q4_k},
     .q5_k = {q8k_row_bytes, avx2_quantize_q8k, avx2_vec_dot_q5_k, avx2_tile_q5_k},
     .q6_k = {q8k_row_bytes, avx2_quantize_q8k, avx2_vec_dot_q6_k, avx2_tile_q6_k},

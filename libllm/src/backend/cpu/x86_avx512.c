@@ -8,12 +8,15 @@
  *         is cancelled by starting the lane at -128 * sum(a);
  *   Q4_0: the nibbles 0..15 as they are; the format's -8 becomes a start of -8 * sum(a).
  * The starts depend only on the activations, so they are computed once per matmul, when the
- * activations are quantized (into this level's own layout, act_pair below). The integer sums
- * are exact, so the results differ from the scalar level only by float summation order. */
+ * activations are quantized (into this level's own layout, act_oct below). The K-quants use
+ * block_q8k as it is and reorder it in the tile. Quantized kernels take up to 8 tokens per
+ * call (mm_kernel.max_toks), so what they unpack of a weight row serves 8 tokens. The integer
+ * sums are exact, so the results differ from the scalar level only by float summation order. */
 #if defined(__x86_64__)
 
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -25,6 +28,31 @@
 /* lanes [0, left) of a 16-lane step */
 INLINE __mmask16 tail_mask(int64_t left) {
     return left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+}
+
+/* Four registers of 16 lanes into one: lane 4 i + t holds the sum of lanes 4 i .. 4 i + 3
+ * (128-bit lane i) of v[t]. */
+INLINE __m512i fold4_epi32(__m512i v0, __m512i v1, __m512i v2, __m512i v3) {
+    __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi32(v0, v1), _mm512_unpackhi_epi32(v0, v1));
+    __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi32(v2, v3), _mm512_unpackhi_epi32(v2, v3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+
+/* as fold4_epi32, in floats */
+INLINE __m512 fold4_ps(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
+    __m512 a = _mm512_add_ps(_mm512_unpacklo_ps(v0, v1), _mm512_unpackhi_ps(v0, v1));
+    __m512 b = _mm512_add_ps(_mm512_unpacklo_ps(v2, v3), _mm512_unpackhi_ps(v2, v3));
+    return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))));
+}
+
+/* y[t * ldy + r] = the sum over i of lane 4 i + t of acc, t < T */
+INLINE void store_folded(__m512 acc, int T, float *y, int64_t ldy) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    float out[4];
+    _mm_storeu_ps(out, q);
+    for (int t = 0; t < T; t++) y[t * ldy] = out[t];
 }
 
 /* ---- f32, f16, bf16 weights with f32 activations ---- */
@@ -62,156 +90,215 @@ INLINE void tile_float(int kind, int R, int T, int64_t n, const uint8_t *w, size
     }
     #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
+        if (T == 4) {
+            store_folded(fold4_ps(acc[r][0], acc[r][1], acc[r][2], acc[r][3]), 4, y + r, ldy);
+            continue;
+        }
         #pragma GCC unroll 4
         for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
     }
 }
 
-/* ---- Q8_0, Q4_0 weights with activations in pairs of blocks ---- */
-
 enum { W_Q8_0, W_Q4_0 };
-
-/* This level's activation layout: the q8a values of each pair of blocks (64 values; an odd
- * last block is paired with zeros), laid out so that every operand of the inner loop is one
- * aligned 64-byte load:
- *   qs     the values; for Q4_0 in the order unpacked nibbles come in:
- *          [b0 0..15, b1 0..15, b0 16..31, b1 16..31], for Q8_0 as they are
- *   d      the block scale of each 32-bit VPDPBUSD lane (4 values per lane)
- *   start  what each lane's sum starts from: -128 * (sum of its 4 values) for Q8_0, whose
- *          weights enter offset by 128 (w ^ 0x80 as unsigned); -8 * (sum) for Q4_0, whose
- *          nibbles enter as they are (0..15 instead of -8..7) */
-typedef struct act_pair {
-    int8_t qs[64];
-    float d[16];
-    int32_t start[16];
-} act_pair;
-
-_Static_assert(sizeof(act_pair) == 192, "act_pair is three cache lines");
-
-static int64_t avx512_act_bytes(int64_t n) {
-    return (n / 32 + 1) / 2 * (int64_t)sizeof(act_pair);
-}
 
 static void avx512_quantize_q8a(const float *x, void *out, int64_t n);
 
-INLINE void quantize_pairs(int kind, const float *x, void *out, int64_t n) {
-    act_pair *p = out;
-    const __m512i zero = _mm512_setzero_si512();
+/* ---- Q8_0, Q4_0 weights with activations in groups of 8 blocks ----
+ * 8 blocks (256 values) in four registers, in the order in which every 32-bit lane stays in
+ * one block: register m holds values 8 m .. 8 m + 7 of block b in its 64-bit word b (lanes
+ * 2 b, 2 b + 1). For Q4_0 weights these are the low (m = 0, 1) and high (m = 2, 3) nibbles
+ * of 64-bit word m % 2 of each block's qs (two permutes a group), for Q8_0 64-bit word m (a
+ * transpose). VPDPBUSD then sums the 32 products of a block in two lanes over the four
+ * registers, and the block scales are applied once per 8 blocks and token. The weights are
+ * the unsigned operand: Q4_0's nibbles as they are (0..15), Q8_0's as w ^ 0x80 = w + 128;
+ * each lane starts at -8 (Q4_0) or -128 (Q8_0) times the sum of its 16 activations, which
+ * the activations carry (they are quantized once per matmul, into this level's layout). */
+
+typedef struct act_oct {
+    int8_t qs[4][64];
+    float d[16];           /* lane 2 b + e: the scale of block b */
+    int32_t start[16];     /* -8 * the sum of the lane's 16 values */
+} act_oct;
+
+_Static_assert(sizeof(act_oct) == 384, "act_oct is six cache lines");
+
+static int64_t avx512_act_bytes_oct(int64_t n) {
+    return (n / 32 + 7) / 8 * (int64_t)sizeof(act_oct);
+}
+
+/* an odd last group has zero blocks after its last one (values and scales); `offset` is 8
+ * for Q4_0, 128 for Q8_0 (whose weights enter as w ^ 0x80 = w + 128) */
+INLINE void quantize_oct(int offset, const float *x, void *out, int64_t n) {
+    act_oct *p = out;
     int64_t nb = n / 32;
-    for (int64_t b = 0; b < nb; b += 2, p++) {
-        bool two = b + 1 < nb;
-        block_q8a blk[2] = {{0}};
-        avx512_quantize_q8a(x + b * 32, blk, two ? 64 : 32);
-        __m512i q = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)blk[0].qs)),
-            _mm256_loadu_si256((const __m256i *)blk[1].qs), 1);
-        __m512 d;
-        if (kind == W_Q4_0) {
-            q = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
-            __m128 d4 = _mm_unpacklo_ps(_mm_set1_ps(blk[0].d), _mm_set1_ps(blk[1].d));
-            d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1),
-                                      _mm512_castps128_ps512(d4));
-        } else {
-            d = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(blk[0].d)),
-                                   _mm256_set1_ps(blk[1].d), 1);
+    for (int64_t g = 0; g < nb; g += 8, p++) {
+        int cnt = nb - g < 8 ? (int)(nb - g) : 8;
+        block_q8a blk[8];
+        memset(blk, 0, sizeof blk);
+        avx512_quantize_q8a(x + g * 32, blk, cnt * 32);
+        for (int b = 0; b < 8; b++) {
+            for (int m = 0; m < 4; m++) memcpy(p->qs[m] + 8 * b, blk[b].qs + 8 * m, 8);
+            p->d[2 * b] = p->d[2 * b + 1] = blk[b].d;
         }
-        __m512i c = _mm512_set1_epi8(kind == W_Q4_0 ? 8 : (char)0x80);
-        _mm512_storeu_si512(p->qs, q);
-        _mm512_storeu_ps(p->d, d);
-        _mm512_storeu_si512(p->start, _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, c, q)));
+        __m512i s = _mm512_setzero_si512();
+        for (int m = 0; m < 4; m++) s = _mm512_dpbusd_epi32(s, _mm512_set1_epi8((char)offset), _mm512_loadu_si512(p->qs[m]));
+        _mm512_storeu_si512(p->start, _mm512_sub_epi32(_mm512_setzero_si512(), s));
     }
 }
 
-static void avx512_quantize_q8_0(const float *x, void *out, int64_t n) {
-    quantize_pairs(W_Q8_0, x, out, n);
-}
+static void avx512_quantize_q4_0(const float *x, void *out, int64_t n) { quantize_oct(8, x, out, n); }
+static void avx512_quantize_q8_0(const float *x, void *out, int64_t n) { quantize_oct(128, x, out, n); }
 
-static void avx512_quantize_q4_0(const float *x, void *out, int64_t n) {
-    quantize_pairs(W_Q4_0, x, out, n);
-}
-
-INLINE __m512 f16_pair_scales(uint16_t d0, uint16_t d1) {
-    return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)d1), _mm_set1_epi16((short)d0)));
-}
-
-/* weights of blocks b and b + 1 of a row in the activation layout's order, as the unsigned
- * operand (Q8_0: w ^ 0x80; Q4_0: the nibbles), and the scales of their lanes. `two` is false
- * for an odd last block: the second block is then not read (masked loads do not touch
- * masked-out memory) and counts as zeros. */
-INLINE __m512i load_w_qs(int kind, bool two, const uint8_t *row, int64_t b) {
-    if (kind == W_Q8_0) {
-        const block_q8_0 *q = (const block_q8_0 *)row + b;
-        __m256i lo = _mm256_loadu_si256((const __m256i *)q[0].qs);
-        __m256i hi = _mm256_maskz_loadu_epi8(two ? 0xffffffffu : 0u, q[1].qs);
-        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-        return _mm512_xor_si512(z, _mm512_set1_epi8((char)0x80));
+/* the weights of blocks g .. g + cnt - 1 of a Q4_0 row (cnt <= 8; the rest count as zero
+ * blocks) in the order above, and their scales (lane 2 b + e: block b) */
+INLINE __m512 q4_0_oct(const block_q4_0 *q, int cnt, __m512i *wq) {
+    block_q4_0 tmp[8];
+    if (cnt < 8) {
+        memset(tmp, 0, sizeof tmp);
+        memcpy(tmp, q, (size_t)cnt * sizeof *q);
+        q = tmp;
     }
-    const block_q4_0 *q = (const block_q4_0 *)row + b;
-    __m128i p0 = _mm_loadu_si128((const __m128i *)q[0].qs);
-    __m128i p1 = _mm_maskz_loadu_epi8(two ? 0xffff : 0, q[1].qs);
-    __m256i p = _mm256_set_m128i(p1, p0);
-    /* [p0, p1, p0 >> 4, p1 >> 4] = [b0 0..15, b1 0..15, b0 16..31, b1 16..31] */
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(p), _mm256_srli_epi16(p, 4), 1);
-    return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i lo = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q[0].qs));
+    lo = _mm512_inserti32x4(lo, _mm_loadu_si128((const __m128i *)q[1].qs), 1);
+    lo = _mm512_inserti32x4(lo, _mm_loadu_si128((const __m128i *)q[2].qs), 2);
+    lo = _mm512_inserti32x4(lo, _mm_loadu_si128((const __m128i *)q[3].qs), 3);
+    __m512i hi = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q[4].qs));
+    hi = _mm512_inserti32x4(hi, _mm_loadu_si128((const __m128i *)q[5].qs), 1);
+    hi = _mm512_inserti32x4(hi, _mm_loadu_si128((const __m128i *)q[6].qs), 2);
+    hi = _mm512_inserti32x4(hi, _mm_loadu_si128((const __m128i *)q[7].qs), 3);
+    __m512i g0 = _mm512_permutex2var_epi64(lo, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), hi);
+    __m512i g1 = _mm512_permutex2var_epi64(lo, _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15), hi);
+    wq[0] = _mm512_and_si512(g0, m4);
+    wq[1] = _mm512_and_si512(g1, m4);
+    wq[2] = _mm512_and_si512(_mm512_srli_epi16(g0, 4), m4);
+    wq[3] = _mm512_and_si512(_mm512_srli_epi16(g1, 4), m4);
+    __m128i h = _mm_setr_epi16((short)q[0].d, (short)q[1].d, (short)q[2].d, (short)q[3].d,
+                               (short)q[4].d, (short)q[5].d, (short)q[6].d, (short)q[7].d);
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+                                 _mm512_castps256_ps512(_mm256_cvtph_ps(h)));
 }
 
-INLINE __m512 load_w_scales(int kind, bool two, const uint8_t *row, int64_t b) {
-    if (kind == W_Q8_0) {
-        const block_q8_0 *q = (const block_q8_0 *)row + b;
-        return f16_pair_scales(q[0].d, two ? q[1].d : 0);
+/* the same for Q8_0: 64-bit word m of each block's qs, as w ^ 0x80 */
+INLINE __m512 q8_0_oct(const block_q8_0 *q, int cnt, __m512i *wq) {
+    block_q8_0 tmp[8];
+    if (cnt < 8) {
+        memset(tmp, 0, sizeof tmp);
+        memcpy(tmp, q, (size_t)cnt * sizeof *q);
+        q = tmp;
     }
-    const block_q4_0 *q = (const block_q4_0 *)row + b;
-    __m128i h = _mm_unpacklo_epi64(_mm_set1_epi16((short)q[0].d),
-                                   _mm_set1_epi16((short)(two ? q[1].d : 0)));
-    return _mm512_cvtph_ps(_mm256_broadcastsi128_si256(h));
+    __m512i z[4];
+    for (int k = 0; k < 4; k++) {
+        z[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)q[2 * k].qs)),
+                                  _mm256_loadu_si256((const __m256i *)q[2 * k + 1].qs), 1);
+    }
+    /* 64-bit word 4 b + m of z is word m of block b: as kq_act_order's transpose */
+    const __m512i ib = _mm512_setr_epi64(0, 4, 8, 12, 1, 5, 9, 13);
+    const __m512i ic = _mm512_setr_epi64(2, 6, 10, 14, 3, 7, 11, 15);
+    __m512i b01 = _mm512_permutex2var_epi64(z[0], ib, z[1]), c01 = _mm512_permutex2var_epi64(z[0], ic, z[1]);
+    __m512i b23 = _mm512_permutex2var_epi64(z[2], ib, z[3]), c23 = _mm512_permutex2var_epi64(z[2], ic, z[3]);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    wq[0] = _mm512_xor_si512(_mm512_shuffle_i64x2(b01, b23, _MM_SHUFFLE(1, 0, 1, 0)), flip);
+    wq[1] = _mm512_xor_si512(_mm512_shuffle_i64x2(b01, b23, _MM_SHUFFLE(3, 2, 3, 2)), flip);
+    wq[2] = _mm512_xor_si512(_mm512_shuffle_i64x2(c01, c23, _MM_SHUFFLE(1, 0, 1, 0)), flip);
+    wq[3] = _mm512_xor_si512(_mm512_shuffle_i64x2(c01, c23, _MM_SHUFFLE(3, 2, 3, 2)), flip);
+    __m128i h = _mm_setr_epi16((short)q[0].d, (short)q[1].d, (short)q[2].d, (short)q[3].d,
+                               (short)q[4].d, (short)q[5].d, (short)q[6].d, (short)q[7].d);
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+                                 _mm512_castps256_ps512(_mm256_cvtph_ps(h)));
 }
 
-INLINE void tile_quant(int kind, int R, int T, int64_t n, const uint8_t *w, size_t ws,
-                       const uint8_t *a, size_t as, float *y, int64_t ldy) {
-    __m512 acc[MM_TILE_ROWS][MM_TILE_TOKS];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    }
+/* nr <= 4 rows by T <= 8 tokens */
+INLINE void tile_oct(int kind, int T, int64_t n, const uint8_t *w, size_t ws, int nr,
+                          const uint8_t *a, size_t as, float *y, int64_t ldy) {
     int64_t nb = n / 32;
-    for (int64_t b = 0; b < nb; b += 2) {
-        bool two = b + 1 < nb;
-        __m512i x[MM_TILE_TOKS];
-        __m512 dx[MM_TILE_TOKS];
-        const act_pair *ap[MM_TILE_TOKS];
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-            ap[t] = (const act_pair *)(a + t * as) + b / 2;
-            x[t] = _mm512_loadu_si512(ap[t]->qs);
-            dx[t] = _mm512_loadu_ps(ap[t]->d);
-        }
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            __m512i wq = load_w_qs(kind, two, w + r * ws, b);
-            __m512 dw = load_w_scales(kind, two, w + r * ws, b);
-#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row = w + r * ws;
+        __m512 acc[MM_TILE_TOKS_MAX];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+        for (int64_t g = 0; g < nb; g += 8) {
+            __m512i wq[4];
+            int cnt = nb - g < 8 ? (int)(nb - g) : 8;
+            __m512 dw = kind == W_Q4_0 ? q4_0_oct((const block_q4_0 *)row + g, cnt, wq)
+                                       : q8_0_oct((const block_q8_0 *)row + g, cnt, wq);
+#pragma GCC unroll 8
             for (int t = 0; t < T; t++) {
-                __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(ap[t]->start), wq, x[t]);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx[t]), acc[r][t]);
+                const act_oct *p = (const act_oct *)(a + t * as) + g / 8;
+                __m512i s = _mm512_loadu_si512(p->start);
+#pragma GCC unroll 4
+                for (int m = 0; m < 4; m++) s = _mm512_dpbusd_epi32(s, wq[m], _mm512_loadu_si512(p->qs[m]));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_loadu_ps(p->d)), acc[t]);
             }
         }
-    }
+        if (T == 1) {
+            y[r] = _mm512_reduce_add_ps(acc[0]);
+            continue;
+        }
+#pragma GCC unroll 2
+        for (int t0 = 0; t0 < T; t0 += 4) {
+            __m512 v[4];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+            for (int t = 0; t < 4; t++) v[t] = t0 + t < T ? acc[t0 + t] : _mm512_setzero_ps();
+            store_folded(fold4_ps(v[0], v[1], v[2], v[3]), T - t0 < 4 ? T - t0 : 4, y + t0 * ldy + r, ldy);
+        }
     }
+}
+
+INLINE void tile_any_oct(int kind, int64_t n, const void *w, size_t ws, int nr, const void *a,
+                         size_t as, int nt, float *y, int64_t ldy) {
+    const uint8_t *wb = w, *ab = a;
+    switch (nt) {
+    case 8: tile_oct(kind, 8, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 7: tile_oct(kind, 7, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 6: tile_oct(kind, 6, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 5: tile_oct(kind, 5, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 4: tile_oct(kind, 4, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 3: tile_oct(kind, 3, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 2: tile_oct(kind, 2, n, wb, ws, nr, ab, as, y, ldy); break;
+    default: tile_oct(kind, 1, n, wb, ws, nr, ab, as, y, ldy); break;
+    }
+}
+
+static void avx512_tile_q4_0(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                             size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_oct(W_Q4_0, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static void avx512_tile_q8_0(int64_t n, const void *w, size_t ws, int nr, const void *a,
+                             size_t as, int nt, float *y, int64_t ldy) {
+    tile_any_oct(W_Q8_0, n, w, ws, nr, a, as, nt, y, ldy);
+}
+static float avx512_vec_dot_q4_0(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_oct(W_Q4_0, 1, n, w, 0, 1, a, 0, &y, 0);
+    return y;
+}
+static float avx512_vec_dot_q8_0(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_oct(W_Q8_0, 1, n, w, 0, 1, a, 0, &y, 0);
+    return y;
 }
 
 /* ---- Q4_K, Q5_K, Q6_K weights with block_q8k activations ----
- * One 64-value chunk per register (Q4_K / Q5_K: the low and high nibbles of 32 bytes, that
- * is sub-blocks 2 c and 2 c + 1; Q6_K: four groups of 16), in the activations' own order, so
- * block_q8k is used as it is. VPMADDUBSW of the unsigned weights with the activations (Q6_K's
- * -32 as minus VPMADDUBSW(32, a)), VPMADDWD with the 16-bit scales of each lane's group: the
- * integer sums of the AVX2 level, twice as wide. One conversion to float per super-block. */
+ * block_q8k is used as it is. Two orders of a super-block's values:
+ *
+ * The streaming order (Q6_K decode, vec_dot): one 64-value chunk per register (Q6_K: four
+ * groups of 16), as the activations lie. Per chunk two instructions: VPMADDUBSW of the
+ * unsigned weights with the activations (16-bit pair sums, at most 2 * 63 * 127: never
+ * saturated), then VPDPWSSD with the 16-bit scale of each lane's group into 32-bit sums.
+ * Q6_K's -32 is VPMADDUBSW(32, a), subtracted from the pair sums.
+ *
+ * The reordered one (prompt tiles, Q4_K / Q5_K decode), below. A prompt tile goes over each
+ * super-block row by row: the integer sums of a row with 4 tokens are folded into one
+ * register, lane 4 i + t for token t, and scaled there by d_w d_a; Q4_K / Q5_K subtract
+ * dmin_w d_a sum_j m_j sum(a_j), computed in the same lane order. So a super-block costs one
+ * conversion to float per row for 4 tokens. */
 
 enum { W_Q4_K, W_Q5_K, W_Q6_K };
+
+INLINE size_t kq_block_bytes(int kind) {
+    return kind == W_Q4_K ? sizeof(block_q4_k) : kind == W_Q5_K ? sizeof(block_q5_k) : sizeof(block_q6_k);
+}
 
 /* [sc0..7, m0..7] of a Q4_K / Q5_K super-block as bytes (quant.h's kq_scale_min on 32-bit
  * words u0, u1, u2 of the 12 packed bytes): sc0..3 = u0 & 63, sc4..7 = (u2 & 15) |
@@ -228,19 +315,16 @@ INLINE __m128i kq_scale_min_bytes(const uint8_t *packed) {
 }
 
 /* [sc0..7, m0..7] of a Q4_K / Q5_K super-block, or Q6_K's 16 scales, as 16-bit lanes */
-INLINE __m512i kq_scales16(int kind, const uint8_t *blk) {
-    __m256i s;
+INLINE __m256i kq_scales16(int kind, const uint8_t *blk) {
     if (kind == W_Q6_K) {
-        s = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const block_q6_k *)blk)->scales));
-    } else {
-        s = _mm256_cvtepu8_epi16(kq_scale_min_bytes(((const block_q4_k *)blk)->scales));  /* same offset in Q5_K */
+        return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const block_q6_k *)blk)->scales));
     }
-    return _mm512_castsi256_si512(s);
+    return _mm256_cvtepu8_epi16(kq_scale_min_bytes(((const block_q4_k *)blk)->scales));  /* same offset in Q5_K */
 }
 
-/* the scale of each 16-bit product lane of chunk c: Q4_K / Q5_K lanes 0..15 sc[2 c], 16..31
+/* the scale of each 16-bit pair-sum lane of chunk c: Q4_K / Q5_K lanes 0..15 sc[2 c], 16..31
  * sc[2 c + 1]; Q6_K lanes 8 g .. 8 g + 7 scale 4 c + g */
-INLINE __m512i kq_lane_scales(int kind, __m512i sc, int c) {
+INLINE __m512i kq_lane_scales(int kind, __m256i sc, int c) {
     __m512i idx;
     if (kind == W_Q6_K) {
         idx = _mm512_add_epi16(_mm512_set1_epi16((short)(4 * c)),
@@ -249,130 +333,361 @@ INLINE __m512i kq_lane_scales(int kind, __m512i sc, int c) {
     } else {
         idx = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
     }
-    return _mm512_permutexvar_epi16(idx, sc);
+    return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc));
 }
 
-/* two 32-byte halves as one register */
-INLINE __m512i join256(__m256i lo, __m256i hi) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+/* 32 bytes in both halves of a register */
+INLINE __m512i load_bcast256(const uint8_t *p) {
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
 }
 
-/* the 64 unsigned weights of chunk c (values 64 c .. 64 c + 63) of a super-block */
+/* the 64 unsigned weights of chunk c (values 64 c .. 64 c + 63) of a super-block. High bits
+ * move to their place by 64-bit rotations: a rotation by 8 k + s keeps bits inside their
+ * byte for every bit the following mask keeps. */
 INLINE __m512i kq_chunk(int kind, const uint8_t *blk, int c) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     if (kind == W_Q6_K) {
         const block_q6_k *q = (const block_q6_k *)blk;
-        int h = c / 2, k0 = 2 * (c % 2);     /* values 128 h + 32 k, k = k0, k0 + 1 */
+        int h = c / 2, odd = c % 2;      /* values 128 h + 64 odd + 0..63 */
         __m512i lo = _mm512_loadu_si512(q->ql + 64 * h);
-        lo = _mm512_and_si512(_mm512_srli_epi16(lo, 4 * (k0 >> 1)), m4);
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(q->qh + 32 * h));
-        __m512i hi = join256(_mm256_srli_epi16(qh, 2 * k0), _mm256_srli_epi16(qh, 2 * k0 + 2));
-        hi = _mm512_and_si512(hi, _mm512_set1_epi8(3));
-        return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+        if (odd) lo = _mm512_srli_epi16(lo, 4);
+        /* bits 4 odd, 4 odd + 1 (low half) and 4 odd + 2, 4 odd + 3 (high half) to bits 4, 5 */
+        __m512i rot = odd ? _mm512_setr_epi64(0, 0, 0, 0, 62, 62, 62, 62)
+                          : _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2);
+        __m512i hi = _mm512_rolv_epi64(load_bcast256(q->qh + 32 * h), rot);
+        /* lo & 15 | hi & 0x30 */
+        return _mm512_ternarylogic_epi32(_mm512_and_si512(lo, m4), hi, _mm512_set1_epi8(0x30), 0xf8);
     }
     const uint8_t *qs = kind == W_Q4_K ? ((const block_q4_k *)blk)->qs : ((const block_q5_k *)blk)->qs;
-    __m256i p = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-    __m512i v = _mm512_and_si512(join256(p, _mm256_srli_epi16(p, 4)), m4);
+    __m512i v = _mm512_srlv_epi64(load_bcast256(qs + 32 * c), _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4));
+    v = _mm512_and_si512(v, m4);
     if (kind == W_Q5_K) {
-        __m256i qh = _mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh);
-        __m512i h = join256(_mm256_srli_epi16(qh, 2 * c), _mm256_srli_epi16(qh, 2 * c + 1));
-        h = _mm512_and_si512(h, _mm512_set1_epi8(1));
-        v = _mm512_or_si512(v, _mm512_slli_epi16(h, 4));
+        /* bit 2 c (low half) and 2 c + 1 (high half) of each qh byte to bit 4 */
+        long long r0 = (4 - 2 * c) & 63, r1 = (3 - 2 * c) & 63;
+        __m512i rot = _mm512_setr_epi64(r0, r0, r0, r0, r1, r1, r1, r1);
+        __m512i hi = _mm512_rolv_epi64(load_bcast256(((const block_q5_k *)blk)->qh), rot);
+        v = _mm512_ternarylogic_epi32(v, hi, _mm512_set1_epi8(0x10), 0xf8);
     }
     return v;
 }
 
-INLINE void tile_kquant(int kind, int R, int T, int64_t n, const uint8_t *w, size_t ws,
-                        const uint8_t *a, size_t as, float *y, int64_t ldy) {
-    const size_t bb = kind == W_Q4_K ? sizeof(block_q4_k)
-                    : kind == W_Q5_K ? sizeof(block_q5_k) : sizeof(block_q6_k);
-    __m512 acc[MM_TILE_ROWS][MM_TILE_TOKS];
+/* isum[t] += the integer sums of one weight super-block with the activation super-blocks
+ * ab[t], t < T, in 16 lanes; x32 (Q6_K) holds VPMADDUBSW(32, a) of chunk c of token t at
+ * 4 t + c */
+INLINE void kq_isums(int kind, int T, const uint8_t *blk, __m256i sc, const block_q8k *const *ab,
+                     const __m512i *x32, __m512i *isum) {
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
+    for (int c = 0; c < 4; c++) {
+        __m512i q = kq_chunk(kind, blk, c);
+        __m512i s = kq_lane_scales(kind, sc, c);
 #pragma GCC unroll 4
-        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    }
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const block_q8k *ab[MM_TILE_TOKS];
-        const uint8_t *wr[MM_TILE_ROWS];
-        __m512i sc[MM_TILE_ROWS], isum[MM_TILE_ROWS][MM_TILE_TOKS];
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) ab[t] = (const block_q8k *)(a + t * as) + b;
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            wr[r] = w + r * ws + b * bb;
-            sc[r] = kq_scales16(kind, wr[r]);
-#pragma GCC unroll 4
-            for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
+        for (int t = 0; t < T; t++) {
+            __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(ab[t]->qs + 64 * c));
+            if (kind == W_Q6_K) p = _mm512_sub_epi16(p, x32[4 * t + c]);
+            isum[t] = _mm512_dpwssd_epi32(isum[t], p, s);
         }
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m512i x[MM_TILE_TOKS], x32[MM_TILE_TOKS];
-#pragma GCC unroll 4
-            for (int t = 0; t < T; t++) {
-                x[t] = _mm512_loadu_si512(ab[t]->qs + 64 * c);
-                if (kind == W_Q6_K) x32[t] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), x[t]);
-            }
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) {
-                __m512i q = kq_chunk(kind, wr[r], c);
-                __m512i s = kq_lane_scales(kind, sc[r], c);
-#pragma GCC unroll 4
-                for (int t = 0; t < T; t++) {
-                    __m512i p = _mm512_maddubs_epi16(q, x[t]);
-                    if (kind == W_Q6_K) p = _mm512_sub_epi16(p, x32[t]);
-                    isum[r][t] = _mm512_add_epi32(isum[r][t], _mm512_madd_epi16(p, s));
-                }
-            }
-        }
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            float d, dmin = 0.0f;
-            __m128i mins = _mm_setzero_si128();
-            if (kind == W_Q6_K) {
-                d = _cvtsh_ss(((const block_q6_k *)wr[r])->d);
-            } else {
-                const block_q4_k *q = (const block_q4_k *)wr[r];   /* same offsets in Q5_K */
-                d = _cvtsh_ss(q->d);
-                dmin = _cvtsh_ss(q->dmin);
-                mins = _mm256_extracti128_si256(_mm512_castsi512_si256(sc[r]), 1);
-            }
-#pragma GCC unroll 4
-            for (int t = 0; t < T; t++) {
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_set1_ps(d * ab[t]->d), acc[r][t]);
-                if (kind != W_Q6_K) {
-                    __m128i m = _mm_madd_epi16(mins, _mm_loadu_si128((const __m128i *)ab[t]->sums));
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi128_si512(m)),
-                                                _mm512_set1_ps(-dmin * ab[t]->d), acc[r][t]);
-                }
-            }
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
     }
 }
 
-/* 2 x nt tiles for a prompt, 1 x 1 streams for decode */
+/* Prompt tiles use another order of each super-block, the same for weights and activations,
+ * in which every 32-bit lane stays inside one scale group: VPDPBUSD then sums 16 values of a
+ * group in a lane over four registers, and the group scale multiplies the lane once per
+ * super-block (VPMULLD), not once per register. Register m = 0..3 holds
+ *   Q4_K / Q5_K: in lane 2 s + e values 8 m + 4 e .. + 3 of sub-block s, that is 64-bit word
+ *                s of the register is 64-bit word 4 s + m of the activation block;
+ *   Q6_K:        in lane g values 4 m .. 4 m + 3 of group g (32-bit word 4 g + m).
+ * The lane sums are at most 16 * 32 * 127 (Q6_K, the -32 applied) before the scale, 2^23
+ * after. Q6_K's -32 is a start of -32 * (sum of the group's activations) per lane. The
+ * activations are reordered once per tile, for all of its rows. */
+
+/* activation super-block ab in the order above: x[m] */
+INLINE void kq_act_order(int kind, const block_q8k *ab, __m512i *x) {
+    __m512i x0 = _mm512_loadu_si512(ab->qs), x1 = _mm512_loadu_si512(ab->qs + 64);
+    __m512i x2 = _mm512_loadu_si512(ab->qs + 128), x3 = _mm512_loadu_si512(ab->qs + 192);
+    __m512i b01, c01, b23, c23;
+    if (kind == W_Q6_K) {
+        /* 32-bit words 4 g + m: first the words of m = 0, 1 (b) and 2, 3 (c) of 8 groups */
+        const __m512i ib = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+        const __m512i ic = _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+        b01 = _mm512_permutex2var_epi32(x0, ib, x1);
+        c01 = _mm512_permutex2var_epi32(x0, ic, x1);
+        b23 = _mm512_permutex2var_epi32(x2, ib, x3);
+        c23 = _mm512_permutex2var_epi32(x2, ic, x3);
+    } else {
+        /* 64-bit words 4 s + m */
+        const __m512i ib = _mm512_setr_epi64(0, 4, 8, 12, 1, 5, 9, 13);
+        const __m512i ic = _mm512_setr_epi64(2, 6, 10, 14, 3, 7, 11, 15);
+        b01 = _mm512_permutex2var_epi64(x0, ib, x1);
+        c01 = _mm512_permutex2var_epi64(x0, ic, x1);
+        b23 = _mm512_permutex2var_epi64(x2, ib, x3);
+        c23 = _mm512_permutex2var_epi64(x2, ic, x3);
+    }
+    x[0] = _mm512_shuffle_i64x2(b01, b23, _MM_SHUFFLE(1, 0, 1, 0));
+    x[1] = _mm512_shuffle_i64x2(b01, b23, _MM_SHUFFLE(3, 2, 3, 2));
+    x[2] = _mm512_shuffle_i64x2(c01, c23, _MM_SHUFFLE(1, 0, 1, 0));
+    x[3] = _mm512_shuffle_i64x2(c01, c23, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+/* register m of a weight super-block in the order above, as unsigned values */
+INLINE __m512i kq_weights_order(int kind, const uint8_t *blk, int m) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    if (kind == W_Q6_K) {
+        const block_q6_k *q = (const block_q6_k *)blk;
+        /* group g = 8 h + 2 k + e (value 128 h + 32 k + 16 e + l): low nibbles in 32-bit word
+         * 16 h + 8 (k & 1) + 4 e + m of ql, shifted by 4 (k >> 1); high bits 2 k, 2 k + 1 of
+         * word 8 h + 4 e + m of qh */
+        const __m512i il = _mm512_add_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 16, 20, 24, 28, 16, 20, 24, 28),
+                                            _mm512_set1_epi32(m));
+        const __m512i ih = _mm512_add_epi32(_mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 8, 12, 8, 12, 8, 12, 8, 12),
+                                            _mm512_set1_epi32(m));
+        const __m512i sl = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
+        /* bits 2 k, 2 k + 1 to 4, 5: rotate left by 4 - 2 k */
+        const __m512i rh = _mm512_setr_epi32(4, 4, 2, 2, 0, 0, 30, 30, 4, 4, 2, 2, 0, 0, 30, 30);
+        __m512i lo = _mm512_permutex2var_epi32(_mm512_loadu_si512(q->ql), il, _mm512_loadu_si512(q->ql + 64));
+        lo = _mm512_and_si512(_mm512_srlv_epi32(lo, sl), m4);
+        __m512i hi = _mm512_rolv_epi32(_mm512_permutexvar_epi32(ih, _mm512_loadu_si512(q->qh)), rh);
+        return _mm512_ternarylogic_epi32(lo, hi, _mm512_set1_epi8(0x30), 0xf8);
+    }
+    const uint8_t *qs = kind == W_Q4_K ? ((const block_q4_k *)blk)->qs : ((const block_q5_k *)blk)->qs;
+    /* 64-bit word m of each 32 bytes c, twice: low nibbles (sub-block 2 c), high (2 c + 1) */
+    const __m512i iq = _mm512_add_epi64(_mm512_setr_epi64(0, 0, 4, 4, 8, 8, 12, 12), _mm512_set1_epi64(m));
+    __m512i v = _mm512_permutex2var_epi64(_mm512_loadu_si512(qs), iq, _mm512_loadu_si512(qs + 64));
+    v = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_setr_epi64(0, 4, 0, 4, 0, 4, 0, 4)), m4);
+    if (kind == W_Q5_K) {
+        /* bit s of qh word m to bit 4 in 64-bit word s */
+        const __m512i rot = _mm512_setr_epi64(4, 3, 2, 1, 0, 63, 62, 61);
+        int64_t qh;
+        memcpy(&qh, ((const block_q5_k *)blk)->qh + 8 * m, 8);
+        __m512i hi = _mm512_rolv_epi64(_mm512_set1_epi64(qh), rot);
+        v = _mm512_ternarylogic_epi32(v, hi, _mm512_set1_epi8(0x10), 0xf8);
+    }
+    return v;
+}
+
+/* the group scale of each lane in the order above: Q6_K's lane g scale g; Q4_K / Q5_K (from
+ * [sc0..7, m0..7]) in the order fold4_scaled wants: sc[2 c], sc[2 c + 1] twice in 128-bit
+ * lane c */
+INLINE __m512i kq_lane_scales_order(int kind, const uint8_t *blk, __m128i scm) {
+    if (kind == W_Q6_K) return _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const block_q6_k *)blk)->scales));
+    return _mm512_cvtepu8_epi32(_mm_unpacklo_epi16(scm, scm));
+}
+
+/* Q4_K / Q5_K: the sums of 4 tokens (v[t], lane 2 s + e: half of sub-block s) folded into one
+ * register as fold4_epi32 does, scaled by sub-block on the way: first the two halves of each
+ * sub-block are added for two tokens at a time (128-bit lane c then holds sub-blocks 2 c,
+ * 2 c + 1 of one token, then of the other), so one VPMULLD scales two tokens */
+INLINE __m512i fold4_scaled(const __m512i *v, __m512i sc) {
+    const int lo = _MM_SHUFFLE(2, 0, 2, 0), hi = _MM_SHUFFLE(3, 1, 3, 1);
+    __m512 v0 = _mm512_castsi512_ps(v[0]), v1 = _mm512_castsi512_ps(v[1]);
+    __m512 v2 = _mm512_castsi512_ps(v[2]), v3 = _mm512_castsi512_ps(v[3]);
+    __m512i w01 = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(v0, v1, lo)),
+                                   _mm512_castps_si512(_mm512_shuffle_ps(v0, v1, hi)));
+    __m512i w23 = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(v2, v3, lo)),
+                                   _mm512_castps_si512(_mm512_shuffle_ps(v2, v3, hi)));
+    __m512 p01 = _mm512_castsi512_ps(_mm512_mullo_epi32(w01, sc));
+    __m512 p23 = _mm512_castsi512_ps(_mm512_mullo_epi32(w23, sc));
+    return _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(p01, p23, lo)),
+                            _mm512_castps_si512(_mm512_shuffle_ps(p01, p23, hi)));
+}
+
+/* [d, dmin] of a Q4_K / Q5_K super-block, [d, 0] of a Q6_K one, as floats (loaded whole:
+ * _cvtsh_ss merges into a register and so waits for whatever last wrote it) */
+INLINE __m128 kq_d_dmin(int kind, const uint8_t *blk) {
+    uint32_t v;
+    if (kind == W_Q6_K) {
+        v = ((const block_q6_k *)blk)->d;
+    } else {
+        memcpy(&v, blk, 4);            /* d, dmin open both blocks */
+    }
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)v));
+}
+
+/* nr <= 4 rows by T tokens (T = 2, 3, 4 or 8), in groups of 4 tokens: the sums of a row with
+ * the tokens of a group fold into one register */
+INLINE void tile_kq(int kind, int T, int64_t n, const uint8_t *w, size_t ws, int nr,
+                    const uint8_t *a, size_t as, float *y, int64_t ldy) {
+    enum { G_MAX = MM_TILE_TOKS_MAX / 4 };
+    const int G = (T + 3) / 4;
+    const size_t bb = kq_block_bytes(kind);
+    /* lane 4 i + t of the transposed sums: 32-bit word i of token t's sums (lane 4 t + i) */
+    const __m512i sum_idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i min_idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc[MM_TILE_ROWS][G_MAX];
+    for (int r = 0; r < nr; r++) {
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const block_q8k *ab[MM_TILE_TOKS_MAX];
+        __m512i x[MM_TILE_TOKS_MAX][4], start[MM_TILE_TOKS_MAX], sums[G_MAX];
+        __m512 da[G_MAX];
+        float dv[MM_TILE_TOKS_MAX];
+#pragma GCC unroll 8
+        for (int t = 0; t < 4 * G; t++) dv[t] = 0.0f;
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) sums[g] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            ab[t] = (const block_q8k *)(a + t * as) + b;
+            dv[t] = ab[t]->d;
+            kq_act_order(kind, ab[t], x[t]);
+            if (kind == W_Q6_K) {
+                __m512i s32 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int m = 0; m < 4; m++) s32 = _mm512_dpbusd_epi32(s32, _mm512_set1_epi8(32), x[t][m]);
+                start[t] = _mm512_sub_epi32(_mm512_setzero_si512(), s32);
+            } else {
+                start[t] = _mm512_setzero_si512();
+                sums[t / 4] = _mm512_mask_broadcast_i32x4(sums[t / 4], (__mmask16)(0xf << (4 * (t % 4))),
+                                                          _mm_loadu_si128((const __m128i *)ab[t]->sums));
+            }
+        }
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) {
+            da[g] = _mm512_broadcast_f32x4(_mm_loadu_ps(dv + 4 * g));
+            sums[g] = _mm512_permutexvar_epi32(sum_idx, sums[g]);
+        }
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *blk = w + r * ws + b * bb;
+            __m128i scm = kind == W_Q6_K ? _mm_setzero_si128() : kq_scale_min_bytes(((const block_q4_k *)blk)->scales);
+            __m512i isum[MM_TILE_TOKS_MAX];
+#pragma GCC unroll 8
+            for (int t = 0; t < 4 * G; t++) isum[t] = t < T ? start[t] : _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; m++) {
+                __m512i q = kq_weights_order(kind, blk, m);
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) isum[t] = _mm512_dpbusd_epi32(isum[t], q, x[t][m]);
+            }
+            __m512i sc = kq_lane_scales_order(kind, blk, scm);
+            if (kind == W_Q6_K) {
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) isum[t] = _mm512_mullo_epi32(isum[t], sc);
+            }
+            __m128 dd = kq_d_dmin(kind, blk);
+            __m512 d = _mm512_broadcastss_ps(dd), dmin = _mm512_broadcastss_ps(_mm_movehdup_ps(dd));
+            __m512i mins = _mm512_setzero_si512();
+            if (kind != W_Q6_K) {
+                /* m0..7 as 16-bit pairs, pair i in lanes 4 i .. 4 i + 3 */
+                mins = _mm512_permutexvar_epi32(min_idx, _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_srli_si128(scm, 8))));
+            }
+#pragma GCC unroll 2
+            for (int g = 0; g < G; g++) {
+                __m512i u = kind == W_Q6_K ? fold4_epi32(isum[4 * g], isum[4 * g + 1], isum[4 * g + 2], isum[4 * g + 3])
+                                           : fold4_scaled(isum + 4 * g, sc);
+                __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(u), d);
+                if (kind != W_Q6_K) v = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(mins, sums[g])), dmin, v);
+                acc[r][g] = _mm512_fmadd_ps(v, da[g], acc[r][g]);
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) store_folded(acc[r][g], T - 4 * g < 4 ? T - 4 * g : 4, y + 4 * g * ldy + r, ldy);
+    }
+}
+
+/* nr <= 4 rows with one token (decode): the token's super-block is reordered once for the
+ * rows; a row's lane sums are scaled by sub-block in integers (lane 2 s + e: sc[s]) */
+INLINE void tile_kq1(int kind, int64_t n, const uint8_t *w, size_t ws, int nr,
+                     const block_q8k *a, float *y) {
+    const size_t bb = kq_block_bytes(kind);
+    __m512 acc[MM_TILE_ROWS];
+    __m128 accm[MM_TILE_ROWS];
+    for (int r = 0; r < nr; r++) {
+        acc[r] = _mm512_setzero_ps();
+        accm[r] = _mm_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const block_q8k *ab = a + b;
+        __m512i x[4], start = _mm512_setzero_si512();
+        kq_act_order(kind, ab, x);
+        if (kind == W_Q6_K) {
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; m++) start = _mm512_dpbusd_epi32(start, _mm512_set1_epi8(32), x[m]);
+            start = _mm512_sub_epi32(_mm512_setzero_si512(), start);
+        }
+        __m128i sums = _mm_loadu_si128((const __m128i *)ab->sums);
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *blk = w + r * ws + b * bb;
+            __m512i isum = start;
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; m++) isum = _mm512_dpbusd_epi32(isum, kq_weights_order(kind, blk, m), x[m]);
+            __m128 dd = _mm_mul_ps(kq_d_dmin(kind, blk), _mm_set1_ps(ab->d));   /* d da, dmin da */
+            __m512i sc;
+            if (kind == W_Q6_K) {
+                sc = kq_lane_scales_order(kind, blk, _mm_setzero_si128());
+            } else {
+                __m128i scm = kq_scale_min_bytes(((const block_q4_k *)blk)->scales);
+                sc = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(scm, scm));
+                __m128i m = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(scm, 8)), sums);
+                accm[r] = _mm_fnmadd_ps(_mm_cvtepi32_ps(m), _mm_shuffle_ps(dd, dd, 0x55), accm[r]);
+            }
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(isum, sc)), _mm512_broadcastss_ps(dd), acc[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        __m128 s = _mm_add_ps(accm[r], _mm_add_ps(_mm512_castps512_ps128(acc[r]), _mm512_extractf32x4_ps(acc[r], 1)));
+        s = _mm_add_ps(s, _mm_add_ps(_mm512_extractf32x4_ps(acc[r], 2), _mm512_extractf32x4_ps(acc[r], 3)));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        y[r] = _mm_cvtss_f32(s);
+    }
+}
+
+/* one row with one token: the decode stream */
+INLINE float kq_dot1(int kind, int64_t n, const uint8_t *w, const block_q8k *a) {
+    const size_t bb = kq_block_bytes(kind);
+    __m512 acc = _mm512_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *blk = w + b * bb;
+        const block_q8k *ab = a + b;
+        __m256i sc = kq_scales16(kind, blk);
+        __m512i x32[4], isum = _mm512_setzero_si512();
+        if (kind == W_Q6_K) {
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) x32[c] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), _mm512_loadu_si512(ab->qs + 64 * c));
+        }
+        kq_isums(kind, 1, blk, sc, &ab, x32, &isum);
+        __m128 dd = _mm_mul_ps(kq_d_dmin(kind, blk), _mm_set1_ps(ab->d));   /* d da, dmin da */
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dd), acc);
+        if (kind != W_Q6_K) {
+            __m128i m = _mm_madd_epi16(_mm256_extracti128_si256(sc, 1), _mm_loadu_si128((const __m128i *)ab->sums));
+            accm = _mm_fnmadd_ps(_mm_cvtepi32_ps(m), _mm_shuffle_ps(dd, dd, 0x55), accm);
+        }
+    }
+    __m128 s = _mm_add_ps(accm, _mm_add_ps(_mm512_castps512_ps128(acc), _mm512_extractf32x4_ps(acc, 1)));
+    s = _mm_add_ps(s, _mm_add_ps(_mm512_extractf32x4_ps(acc, 2), _mm512_extractf32x4_ps(acc, 3)));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* T x nr tiles for a prompt; a single token (decode) streams one row after the other */
 INLINE void tile_any_k(int kind, int64_t n, const void *w, size_t ws, int nr, const void *a,
                        size_t as, int nt, float *y, int64_t ldy) {
     const uint8_t *wb = w, *ab = a;
-    int r = 0;
-    if (nt > 1) {
-        for (; r + 2 <= nr; r += 2) {
-            int t = 0;
-            for (; t + 2 <= nt; t += 2) {
-                tile_kquant(kind, 2, 2, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
-            }
-            if (t < nt) tile_kquant(kind, 2, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+    if (nt == 1) {
+        /* Q6_K's scale per 16 values makes the reordered form no faster there */
+        if (kind == W_Q6_K) {
+            for (int r = 0; r < nr; r++) y[r] = kq_dot1(kind, n, wb + r * ws, (const block_q8k *)ab);
+        } else {
+            tile_kq1(kind, n, wb, ws, nr, (const block_q8k *)ab, y);
         }
+        return;
     }
-    for (; r < nr; r++) {
-        for (int t = 0; t < nt; t++) {
-            tile_kquant(kind, 1, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
-        }
+    switch (nt) {
+    case 8: tile_kq(kind, 8, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 7: case 6: case 5:
+        tile_kq(kind, 4, n, wb, ws, nr, ab, as, y, ldy);
+        if (nt == 7) tile_kq(kind, 3, n, wb, ws, nr, ab + 4 * as, as, y + 4 * ldy, ldy);
+        else if (nt == 6) tile_kq(kind, 2, n, wb, ws, nr, ab + 4 * as, as, y + 4 * ldy, ldy);
+        else for (int r = 0; r < nr; r++) y[4 * ldy + r] = kq_dot1(kind, n, wb + r * ws, (const block_q8k *)(ab + 4 * as));
+        break;
+    case 4: tile_kq(kind, 4, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 3: tile_kq(kind, 3, n, wb, ws, nr, ab, as, y, ldy); break;
+    default: tile_kq(kind, 2, n, wb, ws, nr, ab, as, y, ldy); break;
     }
 }
 
@@ -389,65 +704,48 @@ static void avx512_tile_q6_k(int64_t n, const void *w, size_t ws, int nr, const 
     tile_any_k(W_Q6_K, n, w, ws, nr, a, as, nt, y, ldy);
 }
 static float avx512_vec_dot_q4_k(int64_t n, const void *w, const void *a) {
-    float y;
-    tile_kquant(W_Q4_K, 1, 1, n, w, 0, a, 0, &y, 0);
-    return y;
+    return kq_dot1(W_Q4_K, n, w, a);
 }
 static float avx512_vec_dot_q5_k(int64_t n, const void *w, const void *a) {
-    float y;
-    tile_kquant(W_Q5_K, 1, 1, n, w, 0, a, 0, &y, 0);
-    return y;
+    return kq_dot1(W_Q5_K, n, w, a);
 }
 static float avx512_vec_dot_q6_k(int64_t n, const void *w, const void *a) {
-    float y;
-    tile_kquant(W_Q6_K, 1, 1, n, w, 0, a, 0, &y, 0);
-    return y;
+    return kq_dot1(W_Q6_K, n, w, a);
 }
 
-/* ---- per-type entry points: full 4 x 4 tiles, 1 x 4 for the last rows, 1 x 1 otherwise:
- * a single token (decode) streams one row at a time, since interleaving the streams of
- * several rows measured up to 2x slower on Zen 4 ---- */
+/* ---- f32, f16, bf16 entry points: full 4 x 4 tiles, 1 x 4 for the last rows, 1 x 1
+ * otherwise: a single token (decode) streams one row at a time, since interleaving the
+ * streams of several rows measured up to 2x slower on Zen 4 ---- */
 
-INLINE void tile_any(int kind, bool quant, int64_t n, const void *w, size_t ws, int nr,
-                     const void *a, size_t as, int nt, float *y, int64_t ldy) {
+INLINE void tile_any(int kind, int64_t n, const void *w, size_t ws, int nr, const void *a,
+                     size_t as, int nt, float *y, int64_t ldy) {
     const uint8_t *wb = w, *ab = a;
     if (nr == 4 && nt == 4) {
-        if (quant) tile_quant(kind, 4, 4, n, wb, ws, ab, as, y, ldy);
-        else tile_float(kind, 4, 4, n, wb, ws, ab, as, y, ldy);
+        tile_float(kind, 4, 4, n, wb, ws, ab, as, y, ldy);
         return;
     }
     for (int r = 0; r < nr; r++) {
         if (nt == 4) {
-            if (quant) tile_quant(kind, 1, 4, n, wb + r * ws, ws, ab, as, y + r, ldy);
-            else tile_float(kind, 1, 4, n, wb + r * ws, ws, ab, as, y + r, ldy);
+            tile_float(kind, 1, 4, n, wb + r * ws, ws, ab, as, y + r, ldy);
             continue;
         }
         for (int t = 0; t < nt; t++) {
-            if (quant) tile_quant(kind, 1, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
-            else tile_float(kind, 1, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
+            tile_float(kind, 1, 1, n, wb + r * ws, ws, ab + t * as, as, y + t * ldy + r, ldy);
         }
     }
 }
 
 static void avx512_tile_f32(int64_t n, const void *w, size_t ws, int nr, const void *a,
                             size_t as, int nt, float *y, int64_t ldy) {
-    tile_any(W_F32, false, n, w, ws, nr, a, as, nt, y, ldy);
+    tile_any(W_F32, n, w, ws, nr, a, as, nt, y, ldy);
 }
 static void avx512_tile_f16(int64_t n, const void *w, size_t ws, int nr, const void *a,
                             size_t as, int nt, float *y, int64_t ldy) {
-    tile_any(W_F16, false, n, w, ws, nr, a, as, nt, y, ldy);
+    tile_any(W_F16, n, w, ws, nr, a, as, nt, y, ldy);
 }
 static void avx512_tile_bf16(int64_t n, const void *w, size_t ws, int nr, const void *a,
                              size_t as, int nt, float *y, int64_t ldy) {
-    tile_any(W_BF16, false, n, w, ws, nr, a, as, nt, y, ldy);
-}
-static void avx512_tile_q8_0(int64_t n, const void *w, size_t ws, int nr, const void *a,
-                             size_t as, int nt, float *y, int64_t ldy) {
-    tile_any(W_Q8_0, true, n, w, ws, nr, a, as, nt, y, ldy);
-}
-static void avx512_tile_q4_0(int64_t n, const void *w, size_t ws, int nr, const void *a,
-                             size_t as, int nt, float *y, int64_t ldy) {
-    tile_any(W_Q4_0, true, n, w, ws, nr, a, as, nt, y, ldy);
+    tile_any(W_BF16, n, w, ws, nr, a, as, nt, y, ldy);
 }
 
 static float avx512_vec_dot_f32(int64_t n, const void *w, const void *a) {
@@ -463,16 +761,6 @@ static float avx512_vec_dot_f16(int64_t n, const void *w, const void *a) {
 static float avx512_vec_dot_bf16(int64_t n, const void *w, const void *a) {
     float y;
     tile_float(W_BF16, 1, 1, n, w, 0, a, 0, &y, 0);
-    return y;
-}
-static float avx512_vec_dot_q8_0(int64_t n, const void *w, const void *a) {
-    float y;
-    tile_quant(W_Q8_0, 1, 1, n, w, 0, a, 0, &y, 0);
-    return y;
-}
-static float avx512_vec_dot_q4_0(int64_t n, const void *w, const void *a) {
-    float y;
-    tile_quant(W_Q4_0, 1, 1, n, w, 0, a, 0, &y, 0);
     return y;
 }
 
@@ -510,13 +798,21 @@ static void avx512_quantize_q8k(const float *x, void *out, int64_t n) {
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = d;
         __m512 vid = _mm512_set1_ps(id);
+        __m512i v[8];
         for (int c = 0; c < 8; c++) {
             __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 32 * c), vid));
             __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 32 * c + 16), vid));
-            y[b].sums[c] = (int16_t)_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+            v[c] = _mm512_add_epi32(i0, i1);
             _mm_storeu_si128((__m128i *)(y[b].qs + 32 * c), _mm512_cvtsepi32_epi8(i0));
             _mm_storeu_si128((__m128i *)(y[b].qs + 32 * c + 16), _mm512_cvtsepi32_epi8(i1));
         }
+        /* the 8 sums: fold (lane 4 i + c: 128-bit lane i of v[c]), then the 4 lanes i */
+        __m512i f0 = fold4_epi32(v[0], v[1], v[2], v[3]), f1 = fold4_epi32(v[4], v[5], v[6], v[7]);
+        __m256i h0 = _mm256_add_epi32(_mm512_castsi512_si256(f0), _mm512_extracti64x4_epi64(f0, 1));
+        __m256i h1 = _mm256_add_epi32(_mm512_castsi512_si256(f1), _mm512_extracti64x4_epi64(f1, 1));
+        __m128i s0 = _mm_add_epi32(_mm256_castsi256_si128(h0), _mm256_extracti128_si256(h0, 1));
+        __m128i s1 = _mm_add_epi32(_mm256_castsi256_si128(h1), _mm256_extracti128_si256(h1, 1));
+        _mm_storeu_si128((__m128i *)y[b].sums, _mm_packs_epi32(s0, s1));
     }
 }
 
@@ -686,11 +982,11 @@ static const cpu_kernels g_avx512 = {
     .f32 = {NULL, NULL, avx512_vec_dot_f32, avx512_tile_f32},
     .f16 = {NULL, NULL, avx512_vec_dot_f16, avx512_tile_f16},
     .bf16 = {NULL, NULL, avx512_vec_dot_bf16, avx512_tile_bf16},
-    .q8_0 = {avx512_act_bytes, avx512_quantize_q8_0, avx512_vec_dot_q8_0, avx512_tile_q8_0},
-    .q4_0 = {avx512_act_bytes, avx512_quantize_q4_0, avx512_vec_dot_q4_0, avx512_tile_q4_0},
-    .q4_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q4_k, avx512_tile_q4_k},
-    .q5_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q5_k, avx512_tile_q5_k},
-    .q6_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q6_k, avx512_tile_q6_k},
+    .q8_0 = {avx512_act_bytes_oct, avx512_quantize_q8_0, avx512_vec_dot_q8_0, avx512_tile_q8_0, 8},
+    .q4_0 = {avx512_act_bytes_oct, avx512_quantize_q4_0, avx512_vec_dot_q4_0, avx512_tile_q4_0, 8},
+    .q4_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q4_k, avx512_tile_q4_k, 8},
+    .q5_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q5_k, avx512_tile_q5_k, 8},
+    .q6_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q6_k, avx512_tile_q6_k, 8},
     .quantize_q8a = avx512_quantize_q8a,
     .dot_f32 = avx512_dot_f32,
     .axpy_f32 = avx512_axpy_f32,
