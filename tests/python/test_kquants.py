@@ -312,14 +312,19 @@ def test_kquant_model_vs_transformers(lib, hf_model, kmix_file, record_error, n_
 @pytest.mark.skipif(not ANCHOR.exists(), reason="llama.cpp-made Q4_K_M file not present")
 def test_llamacpp_q4_k_m_file_generates(lib):
     """A real Q4_K_M file (Q4_K + Q6_K) loads, and greedy decoding one token at a time gives
-    the same logits as one prompt batch (the tile and the streaming paths agree)."""
+    the same logits as one batch over the same tokens (the tile and the streaming paths
+    agree). The batch gets the stepped run's tokens: with random weights the greedy choice
+    meets near-ties (0.06% of the logit range), where either path may pick the other token."""
     from test_model_llama import run_engine
 
     prompt = [1, 450, 4996, 17354, 1701, 432, 17204, 975, 278, 17366, 11203, 29889]
-    _, batch = run_engine(lib, str(ANCHOR), prompt, 6)
-    _, stepped = run_engine(lib, str(ANCHOR), prompt, 6, chunk=1)
+    tokens, stepped = run_engine(lib, str(ANCHOR), prompt, 6, chunk=1)
+    _, batch = run_engine(lib, str(ANCHOR), tokens[:-1], 0)
+    stepped = stepped[:-1]
     assert np.isfinite(batch).all()
     cos = mg.cosine_rows(stepped, batch)
     assert cos.min() > 0.999, cos.min()
-    assert (stepped.argmax(-1) == batch.argmax(-1)).mean() > 0.9
+    decisive = mg.decisive_rows(stepped)
+    assert decisive.sum() >= 3
+    assert (stepped.argmax(-1) == batch.argmax(-1))[decisive].all()
     assert os.path.getsize(ANCHOR) > 0
