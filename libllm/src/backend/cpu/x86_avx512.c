@@ -476,18 +476,19 @@ INLINE __m512i kq_lane_scales_order(int kind, const uint8_t *blk, __m128i scm) {
  * register as fold4_epi32 does, scaled by sub-block on the way: first the two halves of each
  * sub-block are added for two tokens at a time (128-bit lane c then holds sub-blocks 2 c,
  * 2 c + 1 of one token, then of the other), so one VPMULLD scales two tokens */
+enum { FOLD_LO = _MM_SHUFFLE(2, 0, 2, 0), FOLD_HI = _MM_SHUFFLE(3, 1, 3, 1) };   /* immediates */
+
 INLINE __m512i fold4_scaled(const __m512i *v, __m512i sc) {
-    const int lo = _MM_SHUFFLE(2, 0, 2, 0), hi = _MM_SHUFFLE(3, 1, 3, 1);
     __m512 v0 = _mm512_castsi512_ps(v[0]), v1 = _mm512_castsi512_ps(v[1]);
     __m512 v2 = _mm512_castsi512_ps(v[2]), v3 = _mm512_castsi512_ps(v[3]);
-    __m512i w01 = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(v0, v1, lo)),
-                                   _mm512_castps_si512(_mm512_shuffle_ps(v0, v1, hi)));
-    __m512i w23 = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(v2, v3, lo)),
-                                   _mm512_castps_si512(_mm512_shuffle_ps(v2, v3, hi)));
+    __m512i w01 = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(v0, v1, FOLD_LO)),
+                                   _mm512_castps_si512(_mm512_shuffle_ps(v0, v1, FOLD_HI)));
+    __m512i w23 = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(v2, v3, FOLD_LO)),
+                                   _mm512_castps_si512(_mm512_shuffle_ps(v2, v3, FOLD_HI)));
     __m512 p01 = _mm512_castsi512_ps(_mm512_mullo_epi32(w01, sc));
     __m512 p23 = _mm512_castsi512_ps(_mm512_mullo_epi32(w23, sc));
-    return _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(p01, p23, lo)),
-                            _mm512_castps_si512(_mm512_shuffle_ps(p01, p23, hi)));
+    return _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(p01, p23, FOLD_LO)),
+                            _mm512_castps_si512(_mm512_shuffle_ps(p01, p23, FOLD_HI)));
 }
 
 /* [d, dmin] of a Q4_K / Q5_K super-block, [d, 0] of a Q6_K one, as floats (loaded whole:
