@@ -107,6 +107,20 @@ def test_no_snapshot_before_p_is_refused_and_changes_nothing(lib, snap_model, op
 
 
 @pytest.mark.parametrize("arch", ARCHES)
+def test_a_range_past_the_end_is_a_tail(lib, snap_model, open_ctx, arch):
+    path, ref = snap_model(arch)
+    toks = mg.random_prompt(60, seed=960)
+    ctx = open_ctx(path, snapshot_interval=16)
+    ctx.decode_tokens(toks[:50], seq_id=0)
+    with pytest.raises(lib.CannotRewindError):
+        ctx.seq_rm(0, 40, 49)                             # keeps position 49: not a tail
+    ctx.seq_rm(0, 40, 1000)                               # past the end: rolls back to 31
+    assert ctx.seq_pos_max(0) == 31
+    got = last_logits(ctx, toks[32:45])
+    assert mg.rel_err_rows(got[None], mg.hf_logits(ref, toks[:45])[-1:]).max() <= F32_REL
+
+
+@pytest.mark.parametrize("arch", ARCHES)
 def test_bounded_pool_keeps_the_newest(lib, snap_model, open_ctx, arch):
     path, ref = snap_model(arch)
     toks = mg.random_prompt(80, seed=920)

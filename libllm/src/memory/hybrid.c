@@ -26,17 +26,19 @@ static void hyb_clear(llm_memory *m) {
 static int32_t hyb_seq_rm(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1) {
     hybrid *h = as_hyb(m);
     const recurrent *r = h->rec;
-    const bool tail = p1 < 0 || p1 == INT32_MAX;
+    if (seq >= 0 && (uint32_t)seq >= r->n_seq_max) {   /* the recurrent part reports it */
+        return rec_ops(r)->seq_rm(&h->rec->base, seq, p0, p1);
+    }
     uint32_t s0 = seq < 0 ? 0 : (uint32_t)seq, s1 = seq < 0 ? r->n_seq_max : s0 + 1;
-    if (tail && (seq < 0 || (uint32_t)seq < r->n_seq_max)) {
-        for (uint32_t s = s0; s < s1; s++) h->cut[s] = recurrent_cut_point(r, (llm_seq_id)s, p0);
+    for (uint32_t s = s0; s < s1; s++) {   /* -1: not a tail, the KV cache drops [p0, p1) */
+        h->cut[s] = recurrent_is_tail(r, (llm_seq_id)s, p1)
+                        ? recurrent_cut_point(r, (llm_seq_id)s, p0) : -1;
     }
     int32_t st = rec_ops(r)->seq_rm(&h->rec->base, seq, p0, p1);
-    if (st != LLM_STATUS_OK) return st;
-    if (!tail) return kv_ops(h->kv)->seq_rm(&h->kv->base, seq, p0, p1);
     for (uint32_t s = s0; s < s1 && st == LLM_STATUS_OK; s++) {
-        st = kv_ops(h->kv)->seq_rm(&h->kv->base, (llm_seq_id)s, LLM_MIN(h->cut[s], LLM_MAX(p0, 0)),
-                                   -1);
+        st = h->cut[s] < 0 ? kv_ops(h->kv)->seq_rm(&h->kv->base, (llm_seq_id)s, p0, p1)
+                           : kv_ops(h->kv)->seq_rm(&h->kv->base, (llm_seq_id)s,
+                                                   LLM_MIN(h->cut[s], LLM_MAX(p0, 0)), -1);
     }
     return st;
 }

@@ -109,6 +109,10 @@ static uint32_t snap_take(recurrent *r, llm_seq_id *const seqs, int n_seqs, llm_
     return c;
 }
 
+bool recurrent_is_tail(const recurrent *r, llm_seq_id seq, llm_pos p1) {
+    return p1 < 0 || (seq >= 0 && (uint32_t)seq < r->n_seq_max && p1 > r->pos_max[seq]);
+}
+
 llm_pos recurrent_cut_point(const recurrent *r, llm_seq_id seq, llm_pos p0) {
     if (seq < 0 || (uint32_t)seq >= r->n_seq_max) return -1;
     const uint32_t c = (uint32_t)seq;
@@ -162,10 +166,10 @@ static int32_t rec_seq_rm(llm_memory *m, llm_seq_id seq, llm_pos p0, llm_pos p1)
     recurrent *r = as_rec(m);
     if (seq >= 0 && !seq_valid(r, seq)) return bad_seq(r, seq);
     uint32_t c0 = seq < 0 ? 0 : (uint32_t)seq, c1 = seq < 0 ? r->n_seq_max : c0 + 1;
-    const bool tail = p1 < 0 || p1 == INT32_MAX;
     for (uint32_t c = c0; c < c1; c++) {   /* all or nothing */
         if (cell_overlap(r, c, p0, p1) == OV_PART &&
-            (!tail || recurrent_cut_point(r, (llm_seq_id)c, p0) < 0)) {
+            (!recurrent_is_tail(r, (llm_seq_id)c, p1) ||
+             recurrent_cut_point(r, (llm_seq_id)c, p0) < 0)) {
             return cannot_rewind((llm_seq_id)c, p0, p1, r, c);
         }
     }

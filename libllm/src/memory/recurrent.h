@@ -69,4 +69,7 @@ static inline float *recurrent_ssm(const recurrent *r, uint32_t layer, uint32_t 
  * sequence goes), or -1 when it cannot (no snapshot old enough). Changes nothing. */
 llm_pos recurrent_cut_point(const recurrent *r, llm_seq_id seq, llm_pos p0);
 
+/* True when [p0, p1) reaches past the end of sequence seq (p1 < 0: open). */
+bool recurrent_is_tail(const recurrent *r, llm_seq_id seq, llm_pos p1);
+
 #endif
