@@ -359,8 +359,8 @@ static int32_t forward(llm_context *ctx, const ubatch *ub, float *out) {
     case ARCH_GEMMA3: return gemma3_forward(ctx, ub, out);
     case ARCH_MAMBA:
     case ARCH_MAMBA2: return mamba_forward(ctx, ub, out);
-    case ARCH_JAMBA: return jamba_forward(ctx, ub, out);
-    case ARCH_GRANITE_HYBRID: return granite_hybrid_forward(ctx, ub, out);
+    case ARCH_JAMBA:
+    case ARCH_GRANITE_HYBRID: return hybrid_forward(ctx, ub, out);
     default: return llama_forward(ctx, ub, out);
     }
 }

@@ -113,12 +113,9 @@ uint64_t ssm_scratch_bytes(const llm_model *model, uint32_t n_ubatch);
  * the recurrent memory ctx->rec. */
 int32_t mamba_forward(llm_context *ctx, const ubatch *ub, float *logits);
 
-/* The forward pass of jamba (arch/jamba.c): attention layers over ctx->kv, Mamba layers over
- * ctx->rec; same contract as llama_forward. */
-int32_t jamba_forward(llm_context *ctx, const ubatch *ub, float *logits);
-
-/* The forward pass of Granite 4 hybrids (arch/granite_hybrid.c); same contract. */
-int32_t granite_hybrid_forward(llm_context *ctx, const ubatch *ub, float *logits);
+/* The forward pass of the hybrids, jamba and granitehybrid (arch/hybrid.c): attention layers
+ * over ctx->kv, state-space layers over ctx->rec; same contract as llama_forward. */
+int32_t hybrid_forward(llm_context *ctx, const ubatch *ub, float *logits);
 
 /* The forward pass of gemma3 (arch/gemma3.c); same contract as llama_forward. */
 int32_t gemma3_forward(llm_context *ctx, const ubatch *ub, float *logits);

@@ -1,5 +1,5 @@
 /* mamba2.c -- the Mamba2 (SSD) mixer, used by mamba2 (arch/mamba.c runs its blocks) and the
- * state-space layers of Granite 4 hybrids (arch/granite_hybrid.c):
+ * state-space layers of Granite 4 hybrids (arch/hybrid.c):
  *   (z, xBC, dt) = in_proj(h);  xBC = silu(conv1d(conv state, xBC));  (x, B, C) = xBC
  *   y = scan(state, x, dt, A, B, C) + D x  per head (A, D, dt bias: one value per head;
  *   heads share B and C by groups);  out_proj(w * groupnorm(y * silu(z)))

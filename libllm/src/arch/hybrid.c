@@ -1,12 +1,16 @@
-/* granite_hybrid.c -- the forward pass of Granite 4 hybrids (granitehybrid): Mamba2 layers and
- * grouped-query attention layers (RoPE only where the file asks for it), each block
+/* hybrid.c -- the forward pass of the hybrid models: jamba and granitehybrid. Pre-norm blocks
  *   x += residual_scale * mixer(rmsnorm(x));  x += residual_scale * ffn(rmsnorm(x))
- * with the feed-forward a mixture of experts plus a shared expert (or one dense SwiGLU), on
- * embeddings scaled by embedding_scale, q.k scaled by attention.scale and logits divided by
- * logit_scale. */
+ * where the mixer is, layer by layer, a state-space mixer over the recurrent state (Mamba in
+ * jamba, its dt/B/C normalised with weights; Mamba2 in granitehybrid) or grouped-query
+ * attention over the KV cache (RoPE only where the model has it: n_rot > 0), and the
+ * feed-forward a SwiGLU or a mixture of experts (plus a shared expert in granitehybrid).
+ * Granite's multipliers (embedding_scale on the embeddings, residual_scale, attention.scale
+ * on q.k, logits divided by logit_scale) are 1 / the default in jamba. Both scratches live in
+ * the context: the attention one (llama.c) carries the residual stream, the state-space one
+ * (mamba.c) the mixers' inner buffers. */
 #include "forward.h"
 
-int32_t granite_hybrid_forward(llm_context *ctx, const ubatch *ub, float *logits) {
+int32_t hybrid_forward(llm_context *ctx, const ubatch *ub, float *logits) {
     const llm_model *m = ctx->model;
     const llm_hparams *hp = &m->hp;
     llm_backend *be = ctx->backend;
@@ -22,10 +26,12 @@ int32_t granite_hybrid_forward(llm_context *ctx, const ubatch *ub, float *logits
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const llm_layer *l = &m->layers[il];
         be->rmsnorm(be, s->x, E, n, (int)E, l->attn_norm, eps, s->xn, E);
-        if (l->recurrent) {
+        if (!l->recurrent) {
+            attn_layer(ctx, ub, ctx->kv, l, &ap);
+        } else if (model_ssm_v2(m)) {
             mamba2_mixer(ctx, ub, l, s->xn, s->tmp);
         } else {
-            attn_layer(ctx, ub, ctx->kv, l, &ap);
+            mamba_mixer(ctx, ub, l, s->xn, s->tmp);
         }
         if (hp->residual_scale != 1.0f) be->scale(be, s->tmp, E, n, (int)E, hp->residual_scale);
         be->add(be, s->x, E, s->tmp, E, n, (int)E);
