@@ -114,7 +114,10 @@ static int32_t assign_swa_layers(llm_model *m) {
     return LLM_STATUS_OK;
 }
 
-static int32_t load_hparams(llm_model *m) {
+/* The sizes every architecture with attention layers has: width, layers, feed-forward,
+ * heads, head sizes (attention.key_length / value_length, else n_embd / n_head), training
+ * context and norm epsilon (default_eps when absent), checked. */
+static int32_t load_attn_sizes(llm_model *m, float default_eps) {
     const gguf_file *f = m->file;
     const char *a = m->arch_name;
     llm_hparams *hp = &m->hp;
@@ -125,24 +128,41 @@ static int32_t load_hparams(llm_model *m) {
         (st = require_u32(f, a, "attention.head_count", &hp->n_head))) {
         return st;
     }
-    if (!get_arch_u32(f, a, "attention.head_count_kv", &hp->n_head_kv)) hp->n_head_kv = hp->n_head;
-    if (!get_arch_u32(f, a, "context_length", &hp->n_ctx_train)) hp->n_ctx_train = 2048;
-    if (hp->n_layer > 4096 || hp->n_head > 4096 || hp->n_head_kv == 0 ||
-        hp->n_head % hp->n_head_kv != 0) {
-        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid layer/head counts (%u layers, %u heads, "
-                         "%u kv heads)", hp->n_layer, hp->n_head, hp->n_head_kv);
+    if (hp->n_layer > 4096 || hp->n_head > 4096) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid %s layer/head counts (%u layers, %u "
+                         "heads)", a, hp->n_layer, hp->n_head);
     }
+    if (!get_arch_u32(f, a, "context_length", &hp->n_ctx_train)) hp->n_ctx_train = 2048;
+    if (!get_arch_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps)) {
+        hp->norm_eps = default_eps;
+    }
+    if (!(hp->norm_eps > 0.0f)) return llm_error(LLM_STATUS_BAD_FORMAT, "invalid norm epsilon");
     uint32_t hd = hp->n_embd / hp->n_head;
     if (!get_arch_u32(f, a, "attention.key_length", &hp->head_dim_k)) hp->head_dim_k = hd;
     if (!get_arch_u32(f, a, "attention.value_length", &hp->head_dim_v)) hp->head_dim_v = hd;
-    if (!get_arch_u32(f, a, "rope.dimension_count", &hp->n_rot)) hp->n_rot = hp->head_dim_k;
     if (hp->head_dim_k == 0 || hp->head_dim_v == 0 || hp->head_dim_k > 1024 ||
-        hp->head_dim_v > 1024 || hp->n_rot > hp->head_dim_k || hp->n_rot % 2 != 0) {
-        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid head size (k %u, v %u, rope %u)",
-                         hp->head_dim_k, hp->head_dim_v, hp->n_rot);
+        hp->head_dim_v > 1024) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid head size (k %u, v %u)", hp->head_dim_k,
+                         hp->head_dim_v);
     }
-    if (!get_arch_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps)) {
-        hp->norm_eps = 1e-5f;
+    return LLM_STATUS_OK;
+}
+
+static int32_t load_hparams(llm_model *m) {
+    const gguf_file *f = m->file;
+    const char *a = m->arch_name;
+    llm_hparams *hp = &m->hp;
+    int32_t st = load_attn_sizes(m, 1e-5f);
+    if (st != LLM_STATUS_OK) return st;
+    if (!get_arch_u32(f, a, "attention.head_count_kv", &hp->n_head_kv)) hp->n_head_kv = hp->n_head;
+    if (hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid kv head count %u for %u heads",
+                         hp->n_head_kv, hp->n_head);
+    }
+    if (!get_arch_u32(f, a, "rope.dimension_count", &hp->n_rot)) hp->n_rot = hp->head_dim_k;
+    if (hp->n_rot > hp->head_dim_k || hp->n_rot % 2 != 0) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid rope size %u (heads of %u)", hp->n_rot,
+                         hp->head_dim_k);
     }
     if (!get_arch_f32(f, a, "rope.freq_base", &hp->rope_freq_base)) hp->rope_freq_base = 10000.0f;
     /* rope scaling: type "linear" (or a factor without a type) divides positions by the
@@ -163,8 +183,8 @@ static int32_t load_hparams(llm_model *m) {
     if (linear && get_arch_f32(f, a, "rope.scaling.factor", &factor) && factor > 0.0f) {
         hp->rope_freq_scale = 1.0f / factor;
     }
-    if (!(hp->norm_eps > 0.0f) || !(hp->rope_freq_base > 0.0f) || !isfinite(hp->rope_freq_base)) {
-        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid norm epsilon or rope base");
+    if (!(hp->rope_freq_base > 0.0f) || !isfinite(hp->rope_freq_base)) {
+        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid rope base");
     }
     hp->rope_neox = m->arch == ARCH_QWEN2 || m->arch == ARCH_GEMMA3;
     hp->rope_freq_base_swa = hp->rope_freq_base;
@@ -570,31 +590,8 @@ static int32_t load_hparams_hybrid(llm_model *m) {
     const char *a = m->arch_name;
     llm_hparams *hp = &m->hp;
     int32_t st;
-    if ((st = require_u32(f, a, "embedding_length", &hp->n_embd)) ||
-        (st = require_u32(f, a, "block_count", &hp->n_layer)) ||
-        (st = require_u32(f, a, "feed_forward_length", &hp->n_ff)) ||
-        (st = require_u32(f, a, "attention.head_count", &hp->n_head)) ||
-        (st = load_ssm_sizes(m)) != LLM_STATUS_OK) {
-        return st;
-    }
-    if (hp->n_layer > 4096 || hp->n_head > 4096 || hp->n_embd % hp->n_head != 0) {
-        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid %s layer/head counts (%u layers, %u "
-                         "heads, %u embedding)", a, hp->n_layer, hp->n_head, hp->n_embd);
-    }
-    if (!get_arch_u32(f, a, "context_length", &hp->n_ctx_train)) hp->n_ctx_train = 2048;
+    if ((st = load_attn_sizes(m, 1e-6f)) || (st = load_ssm_sizes(m))) return st;
     hp->n_ctx_train = LLM_MIN(hp->n_ctx_train, 1u << 20);
-    if (!get_arch_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps)) {
-        hp->norm_eps = 1e-6f;
-    }
-    if (!(hp->norm_eps > 0.0f)) return llm_error(LLM_STATUS_BAD_FORMAT, "invalid norm epsilon");
-    uint32_t hd = hp->n_embd / hp->n_head;
-    if (!get_arch_u32(f, a, "attention.key_length", &hp->head_dim_k)) hp->head_dim_k = hd;
-    if (!get_arch_u32(f, a, "attention.value_length", &hp->head_dim_v)) hp->head_dim_v = hd;
-    if (hp->head_dim_k == 0 || hp->head_dim_v == 0 || hp->head_dim_k > 1024 ||
-        hp->head_dim_v > 1024) {
-        return llm_error(LLM_STATUS_BAD_FORMAT, "invalid head size (k %u, v %u)", hp->head_dim_k,
-                         hp->head_dim_v);
-    }
     hp->n_rot = 0;
     hp->rope_freq_base = hp->rope_freq_base_swa = 10000.0f;
     hp->rope_freq_scale = hp->rope_freq_scale_swa = 1.0f;
