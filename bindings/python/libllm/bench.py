@@ -114,96 +114,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="GGUF model file (repeat for several)",
     )
-    parser.add_argument(
-        "-p",
-        "--n-prompt",
-        dest="n_prompt",
-        action="append",
-        type=_int_list(0),
-        metavar="N",
-        help="prompt lengths to time, comma list (0: none; default 512)",
-    )
-    parser.add_argument(
-        "-n",
-        "--n-gen",
-        dest="n_gen",
-        action="append",
-        type=_int_list(0),
-        metavar="N",
-        help="generation lengths to time, comma list (0: none; default 128)",
-    )
-    parser.add_argument(
-        "-d",
-        "--n-depth",
-        dest="n_depth",
-        action="append",
-        type=_int_list(0),
-        metavar="N",
-        help="tokens in the cache before each test, untimed (default 0)",
-    )
-    parser.add_argument(
-        "-t",
-        "--threads",
-        dest="threads",
-        action="append",
-        type=_int_list(1),
-        metavar="N",
-        help="compute threads, comma list (default: all cores)",
-    )
-    parser.add_argument(
-        "-b",
-        "--batch-size",
-        dest="n_batch",
-        action="append",
-        type=_int_list(1),
-        metavar="N",
-        help="tokens per decode call (default 2048)",
-    )
-    parser.add_argument(
-        "-ub",
-        "--ubatch-size",
-        dest="n_ubatch",
-        action="append",
-        type=_int_list(1),
-        metavar="N",
-        help="tokens computed at once (default 512)",
-    )
-    parser.add_argument(
-        "-ctk",
-        "--cache-type-k",
-        dest="type_k",
-        action="append",
-        type=_type_list,
-        metavar="TYPE",
-        help=f"KV cache type of keys: {', '.join(CACHE_TYPES)} (default f16)",
-    )
-    parser.add_argument(
-        "-ctv",
-        "--cache-type-v",
-        dest="type_v",
-        action="append",
-        type=_type_list,
-        metavar="TYPE",
-        help="KV cache type of values (default f16)",
-    )
-    parser.add_argument(
-        "-np",
-        "--parallel",
-        dest="n_parallel",
-        action="append",
-        type=_int_list(1),
-        metavar="K",
-        help="sequences decoding together; t/s counts all of them (default 1)",
-    )
-    parser.add_argument(
-        "-ngl",
-        "--n-gpu-layers",
-        dest="n_gpu_layers",
-        action="append",
-        type=_int_list(0),
-        metavar="N",
-        help="layers to offload to a GPU (default 0)",
-    )
+    # the list flags: (short, long, dest, parse, metavar, help)
+    list_flags: list[tuple[str, str, str, Callable[[str], list[Any]], str, str]] = [
+        ("-p", "--n-prompt", "n_prompt", _int_list(0), "N",
+         "prompt lengths to time, comma list (0: none; default 512)"),
+        ("-n", "--n-gen", "n_gen", _int_list(0), "N",
+         "generation lengths to time, comma list (0: none; default 128)"),
+        ("-d", "--n-depth", "n_depth", _int_list(0), "N",
+         "tokens in the cache before each test, untimed (default 0)"),
+        ("-t", "--threads", "threads", _int_list(1), "N",
+         "compute threads, comma list (default: all cores)"),
+        ("-b", "--batch-size", "n_batch", _int_list(1), "N",
+         "tokens per decode call (default 2048)"),
+        ("-ub", "--ubatch-size", "n_ubatch", _int_list(1), "N",
+         "tokens computed at once (default 512)"),
+        ("-ctk", "--cache-type-k", "type_k", _type_list, "TYPE",
+         f"KV cache type of keys: {', '.join(CACHE_TYPES)} (default f16)"),
+        ("-ctv", "--cache-type-v", "type_v", _type_list, "TYPE",
+         "KV cache type of values (default f16)"),
+        ("-np", "--parallel", "n_parallel", _int_list(1), "K",
+         "sequences decoding together; t/s counts all of them (default 1)"),
+        ("-ngl", "--n-gpu-layers", "n_gpu_layers", _int_list(0), "N",
+         "layers to offload to a GPU (default 0)"),
+    ]
+    for short, long, dest, parse, metavar, help_text in list_flags:
+        parser.add_argument(short, long, dest=dest, action="append", type=parse,
+                            metavar=metavar, help=help_text)
     parser.add_argument(
         "-r",
         "--repetitions",
