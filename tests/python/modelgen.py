@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -375,6 +377,50 @@ def read_gguf_f32(path) -> dict[str, np.ndarray]:
         arr = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type)
         out[t.name] = np.asarray(arr, dtype=np.float32).reshape(shape)
     return out
+
+
+def load_stored(ref, path, convert: Callable[[str, dict, tuple], np.ndarray], dtype=torch.float64):
+    """Fills the HF model `ref` (its config like the file's) with the weights stored in the GGUF
+    at `path`: parameter `name` of shape `shape` becomes convert(name, stored, shape), stored
+    being every tensor of the file dequantized (read_gguf_f32). A tied lm_head is left to the
+    embeddings; any other parameter missing or left over is an error. Returns ref in dtype,
+    in eval mode."""
+    stored = read_gguf_f32(path)
+    ref = ref.to(dtype)
+    tied = ref.config.tie_word_embeddings
+    state = {}
+    for name, p in ref.state_dict().items():
+        if name == "lm_head.weight" and tied:
+            continue
+        state[name] = torch.from_numpy(np.asarray(convert(name, stored, tuple(p.shape)))).to(dtype)
+    missing, unexpected = ref.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not (m == "lm_head.weight" and tied)]
+    if missing or unexpected:
+        raise AssertionError(f"state mismatch: missing {missing}, unexpected {unexpected}")
+    ref.eval()
+    return ref
+
+
+def router_margins(model, router_cls: type, token_ids: Sequence[int]) -> np.ndarray:
+    """[n_moe_layers, n_tokens]: per router of class router_cls (its forward returns the
+    router logits first) and token of one sequence (positions 0..n-1), the gap between the
+    k-th and (k+1)-th largest router logit (k = num_experts_per_tok). The top-k set is stable
+    under any error in the router logits smaller than half this gap."""
+    k = model.config.num_experts_per_tok
+    gaps: list[np.ndarray] = []
+
+    def hook(_mod: torch.nn.Module, _inp: Any, out: Any) -> None:
+        logits = out[0].detach().to(torch.float64).numpy()
+        top = np.sort(logits, axis=-1)[:, ::-1]
+        gaps.append(top[:, k - 1] - top[:, k])
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, router_cls)]
+    try:
+        hf_logits(model, token_ids)
+    finally:
+        for h in handles:
+            h.remove()
+    return np.stack(gaps) if gaps else np.zeros((0, len(token_ids)))
 
 
 def reference_model_for(model, path, wtype: str, dtype=torch.float64):

@@ -331,20 +331,7 @@ def write_gguf_jamba(model, path: str | os.PathLike[str], wtype: str) -> Path:
 def reference_jamba(model, path: str | os.PathLike[str], dtype: torch.dtype = torch.float64):
     """An HF model (default float64) with the weights stored in the GGUF at `path`
     (dequantized; A_log recovered as log(-ssm_a)), the oracle for that file."""
-    stored = mg.read_gguf_f32(path)
-    cfg = copy.deepcopy(model.config)
-    ref = _model(cfg).to(dtype)
-    tied = cfg.tie_word_embeddings
-    state = {}
-    for name, p in ref.state_dict().items():
-        if name == "lm_head.weight" and tied:
-            continue
-        state[name] = torch.from_numpy(_from_gguf(name, stored, tuple(p.shape))).to(dtype)
-    missing, unexpected = ref.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not (m == "lm_head.weight" and tied)]
-    if missing or unexpected:
-        raise AssertionError(f"state mismatch: missing {missing}, unexpected {unexpected}")
-    ref.eval()
+    ref = mg.load_stored(_model(copy.deepcopy(model.config)), path, _from_gguf, dtype)
     ref.gguf_arch = ARCH
     return ref
 
@@ -354,25 +341,7 @@ def hf_logits(model, token_ids: Sequence[int]) -> np.ndarray:
 
 
 def router_margins(model, token_ids: Sequence[int]) -> np.ndarray:
-    """[n_moe_layers, n_tokens]: per MoE layer and token of one sequence (positions 0..n-1),
-    the gap between the k-th and (k+1)-th largest router logit. The top-k set is stable under
-    any error in the router logits smaller than half this gap."""
+    """modelgen.router_margins over Jamba's routers."""
     import transformers.models.jamba.modeling_jamba as mj
 
-    k = model.config.num_experts_per_tok
-    gaps: list[np.ndarray] = []
-
-    def hook(_mod: torch.nn.Module, _inp: Any, out: Any) -> None:
-        logits = out[0].detach().to(torch.float64).numpy()
-        top = np.sort(logits, axis=-1)[:, ::-1]
-        gaps.append(top[:, k - 1] - top[:, k])
-
-    handles = [
-        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, mj.JambaTopKRouter)
-    ]
-    try:
-        mg.hf_logits(model, token_ids)
-    finally:
-        for h in handles:
-            h.remove()
-    return np.stack(gaps)
+    return mg.router_margins(model, mj.JambaTopKRouter, token_ids)

@@ -222,21 +222,13 @@ def write_gguf_mamba(model, path, wtype: str) -> Path:
 def reference_mamba(model, path, dtype=torch.float64):
     """An HF model (default float64) with the weights stored in the GGUF at `path`."""
     arch = model.gguf_arch
-    stored = mg.read_gguf_f32(path)
-    cfg = copy.deepcopy(model.config)
-    ref = _model(arch, cfg)
-    state = {}
-    for name, p in ref.state_dict().items():
-        if name == "lm_head.weight" and cfg.tie_word_embeddings:
-            continue
-        arr = _from_gguf(arch, name, stored[gguf_name(name)].astype(np.float64), tuple(p.shape))
-        state[name] = torch.from_numpy(arr.astype(np.float32))
-    missing, unexpected = ref.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not (m == "lm_head.weight" and cfg.tie_word_embeddings)]
-    if missing or unexpected:
-        raise AssertionError(f"state mismatch: missing {missing}, unexpected {unexpected}")
-    ref = ref.to(dtype)
-    ref.eval()
+    ref = mg.load_stored(
+        _model(arch, copy.deepcopy(model.config)), path,
+        lambda name, stored, shape: _from_gguf(
+            arch, name, stored[gguf_name(name)].astype(np.float64), shape
+        ).astype(np.float32),
+        dtype,
+    )
     ref.gguf_arch = arch
     return ref
 
