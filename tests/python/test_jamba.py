@@ -28,6 +28,7 @@ from typing import Any
 import modelgen as mg
 import numpy as np
 import pytest
+from modelgen import run_mixed
 
 N_PROMPT = 256
 N_SEQ = 4
@@ -68,47 +69,6 @@ def prompts(n_seq: int = N_SEQ, n: int = N_PROMPT, seed: int = 100) -> list[list
 
 def uneven_prompts() -> list[list[int]]:
     return [p[:n] for p, n in zip(prompts(seed=200), (256, 5, 131, 64))]
-
-
-def decode_mixed(lib, ctx, seqs: Sequence[Sequence[int]], n_vocab: int,
-                 pos0: Sequence[int] | None = None) -> list[np.ndarray]:
-    """Decodes the token lists `seqs` (sequence s gets seqs[s]) in one batch, interleaved token
-    by token; returns each sequence's logits rows [len(seqs[s]), n_vocab]."""
-    pos0 = list(pos0) if pos0 is not None else [0] * len(seqs)
-    batch = lib.Batch(sum(len(t) for t in seqs), 1)
-    where = []
-    for i in range(max(len(t) for t in seqs)):
-        for s, toks in enumerate(seqs):
-            if i < len(toks):
-                where.append((s, i))
-                batch.add(toks[i], pos0[s] + i, s, True)
-    ctx.decode(batch)
-    out = [np.zeros((len(t), n_vocab)) for t in seqs]
-    for j, (s, i) in enumerate(where):
-        out[s][i] = ctx.logits(j)
-    return out
-
-
-def run_mixed(lib, path: str, seqs: Sequence[Sequence[int]], n_gen: int, *,
-              n_ubatch: int = 512, n_threads: int = 2,
-              **kv: str) -> tuple[list[list[int]], list[np.ndarray]]:
-    """Prompts of every sequence in one batch, then n_gen greedy tokens per sequence, one
-    batch per step. Returns (tokens per sequence, logits per sequence)."""
-    model = lib.Model(path)
-    try:
-        with lib.Context(model, n_ctx=2048, n_batch=2048, n_ubatch=n_ubatch,
-                         n_seq_max=len(seqs), n_threads=n_threads, **kv) as ctx:
-            rows = decode_mixed(lib, ctx, seqs, model.n_vocab)
-            tokens = [list(t) for t in seqs]
-            for _ in range(n_gen):
-                nxt = [[int(np.argmax(r[-1]))] for r in rows]
-                step = decode_mixed(lib, ctx, nxt, model.n_vocab, [len(t) for t in tokens])
-                for s in range(len(seqs)):
-                    tokens[s] += nxt[s]
-                    rows[s] = np.concatenate([rows[s], step[s]])
-            return tokens, rows
-    finally:
-        model.close()
 
 
 def check_rows(got: np.ndarray, ref: np.ndarray,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import modelgen as mg
 import numpy as np
 import pytest
+from modelgen import run_mixed
 
 ARCHES = ("mamba", "mamba2")
 N_PROMPT = 256
@@ -57,45 +58,6 @@ def mamba_factory(tmp_path_factory):
 
 def prompts(n_seq=N_SEQ, n=N_PROMPT, seed=100):
     return [mg.random_prompt(n, seed=seed + s) for s in range(n_seq)]
-
-
-def decode_mixed(lib, ctx, seqs, n_vocab, pos0=None):
-    """Decodes the token lists `seqs` (sequence s gets seqs[s]) in one batch, interleaved token
-    by token; returns each sequence's logits rows [len(seqs[s]), n_vocab]."""
-    pos0 = pos0 or [0] * len(seqs)
-    batch = lib.Batch(sum(len(t) for t in seqs), 1)
-    where = []
-    for i in range(max(len(t) for t in seqs)):
-        for s, toks in enumerate(seqs):
-            if i < len(toks):
-                where.append((s, i))
-                batch.add(toks[i], pos0[s] + i, s, True)
-    ctx.decode(batch)
-    out = [np.zeros((len(t), n_vocab)) for t in seqs]
-    for j, (s, i) in enumerate(where):
-        out[s][i] = ctx.logits(j)
-    return out
-
-
-def run_mixed(lib, path, seqs, n_gen, *, n_ubatch=512, n_threads=2):
-    """Prompts of every sequence in one batch, then n_gen greedy tokens per sequence, one
-    batch per step. Returns (tokens per sequence, logits per sequence)."""
-    model = lib.Model(path)
-    try:
-        with lib.Context(
-            model, n_batch=2048, n_ubatch=n_ubatch, n_seq_max=len(seqs), n_threads=n_threads
-        ) as ctx:
-            rows = decode_mixed(lib, ctx, seqs, model.n_vocab)
-            tokens = [list(t) for t in seqs]
-            for _ in range(n_gen):
-                nxt = [[int(np.argmax(r[-1]))] for r in rows]
-                step = decode_mixed(lib, ctx, nxt, model.n_vocab, [len(t) for t in tokens])
-                for s in range(len(seqs)):
-                    tokens[s] += nxt[s]
-                    rows[s] = np.concatenate([rows[s], step[s]])
-            return tokens, rows
-    finally:
-        model.close()
 
 
 def check_rows(got, ref, rel_bound=None):
