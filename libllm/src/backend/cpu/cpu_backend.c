@@ -390,7 +390,12 @@ static void scratch_sizes(const cpu_kernels *k, int max_head_dim, int max_tok, i
     *per_thread = (int64_t)(MM_TILE_TOKS + 1) * ATTN_CHUNK + max_head_dim;
     *per_thread = (*per_thread + 15) / 16 * 16;   /* 64-byte rows */
     int64_t row = (LLM_MAX(max_row, 1) + 63) / 64 * 64;
-    *act_cap = LLM_MAX(k->q8_0.act_bytes(row), k->q4_0.act_bytes(row)) * LLM_MAX(max_tok, 1);
+    const mm_kernel *quantized[] = {&k->q8_0, &k->q4_0, &k->q4_k, &k->q5_k, &k->q6_k};
+    int64_t per_row = 0;
+    for (size_t i = 0; i < sizeof quantized / sizeof quantized[0]; i++) {
+        if (quantized[i]->act_bytes) per_row = LLM_MAX(per_row, quantized[i]->act_bytes(row));
+    }
+    *act_cap = per_row * LLM_MAX(max_tok, 1);
 }
 
 uint64_t cpu_backend_scratch_bytes(int n_threads, int max_head_dim, int max_tok,

@@ -102,6 +102,7 @@ INLINE void tile_float(int kind, int R, int T, int64_t n, const uint8_t *w, size
 enum { W_Q8_0, W_Q4_0 };
 
 static void avx512_quantize_q8a(const float *x, void *out, int64_t n);
+static void avx512_quantize_q8k(const float *x, void *out, int64_t n);
 
 /* ---- Q8_0, Q4_0 weights with activations in groups of 8 blocks ----
  * 8 blocks (256 values) in four registers, in the order in which every 32-bit lane stays in
@@ -641,9 +642,185 @@ INLINE void tile_any_k(int kind, int64_t n, const void *w, size_t ws, int nr, co
     }
 }
 
+/* ---- Q4_K with this level's own activation layout, two super-blocks at a time ----
+ * The sums of a weight row with a token go into one register whose 32-bit lane l = 8 h + s
+ * stays inside sub-block s of super-block h of a pair of super-blocks (16 sub-blocks, 512
+ * values): eight VPDPBUSD (4 values per lane each) give every sub-block's integer sum, and
+ * one float step per pair scales them all (d_w sc_s in lane s, d_a in lane s, the mins as
+ * dmin_w m_s times d_a sum(a_s)). Register k of a pair holds values 4 k .. 4 k + 3 of each
+ * lane's sub-block. The activations are put in that order once per matmul (act_q4k); the
+ * weights are gathered into it per row and pair, which pays off over the tokens of a tile:
+ * two rows share every activation load. A row with an odd number of super-blocks ends with
+ * a half pair whose second super-block is zero on both sides. */
+
+typedef struct act_q4k {
+    int8_t qs[8][64];         /* register k, lane 8 h + s: values 4 k .. 4 k + 3 of sub-block s */
+    float d[16];              /* lane 8 h + s: the scale of super-block h */
+    float dsum[16];           /* lane 8 h + s: d times the sum of sub-block s's values */
+} act_q4k;
+
+_Static_assert(sizeof(act_q4k) == 640, "act_q4k is ten cache lines");
+
+/* A row of activations: its pairs (act_q4k), then the same values as block_q8k for the
+ * decode, which streams one weight row at a time in their order (kq_dot1) */
+INLINE int64_t q4k_pairs_bytes(int64_t n) { return (n / QK_K + 1) / 2 * (int64_t)sizeof(act_q4k); }
+
+static int64_t avx512_act_bytes_q4k(int64_t n) { return q4k_pairs_bytes(n) + q8k_row_bytes(n); }
+
+static void avx512_quantize_q4k(const float *x, void *out, int64_t n) {
+    act_q4k *y = out;
+    block_q8k *blocks = (block_q8k *)((uint8_t *)out + q4k_pairs_bytes(n));
+    int64_t nb = n / QK_K;
+    avx512_quantize_q8k(x, blocks, n);
+    for (int64_t p = 0; p < (nb + 1) / 2; p++) {
+        block_q8k q[2];
+        memcpy(q, blocks + 2 * p, (nb - 2 * p < 2 ? 1 : 2) * sizeof(block_q8k));
+        if (nb - 2 * p < 2) memset(&q[1], 0, sizeof q[1]);
+        for (int h = 0; h < 2; h++) {
+            for (int s = 0; s < 8; s++) {
+                for (int k = 0; k < 8; k++) memcpy(&y[p].qs[k][4 * (8 * h + s)], q[h].qs + 32 * s + 4 * k, 4);
+                y[p].d[8 * h + s] = q[h].d;
+                y[p].dsum[8 * h + s] = q[h].d * (float)q[h].sums[s];
+            }
+        }
+    }
+}
+
+/* a weight row's pair of super-blocks b0, b1 in the order above: wq[k], and per lane
+ * d_w sc_s (fsc) and dmin_w m_s (fmin) */
+INLINE void q4k_pair_weights(const block_q4_k *b0, const block_q4_k *b1, __m512i *wq, __m512 *fsc,
+                             __m512 *fmin) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i shift = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+    const __m512i a0 = _mm512_loadu_si512(b0->qs), c0 = _mm512_loadu_si512(b0->qs + 64);
+    const __m512i a1 = _mm512_loadu_si512(b1->qs), c1 = _mm512_loadu_si512(b1->qs + 64);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        /* sub-block s = 2 c + e sits in the nibble e of 32-bit word 8 c + (value / 4) of qs:
+         * lanes 0..7 gather word j of each (register j), lanes 8..15 word j + 4 (register j + 4) */
+        const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 0, 8, 8, 16, 16, 24, 24, 4, 4, 12, 12, 20, 20, 28, 28),
+                                             _mm512_set1_epi32(j));
+        __m512i p0 = _mm512_permutex2var_epi32(a0, idx, c0), p1 = _mm512_permutex2var_epi32(a1, idx, c1);
+        wq[j] = _mm512_and_si512(_mm512_srlv_epi32(_mm512_shuffle_i64x2(p0, p1, _MM_SHUFFLE(1, 0, 1, 0)), shift), m4);
+        wq[j + 4] = _mm512_and_si512(_mm512_srlv_epi32(_mm512_shuffle_i64x2(p0, p1, _MM_SHUFFLE(3, 2, 3, 2)), shift), m4);
+    }
+    __m128i s0 = kq_scale_min_bytes(b0->scales), s1 = kq_scale_min_bytes(b1->scales);
+    uint32_t dd[2];
+    memcpy(&dd[0], b0, 4);         /* d, dmin */
+    memcpy(&dd[1], b1, 4);
+    __m128 dm = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)dd));    /* d0 dmin0 d1 dmin1 */
+    __m512 d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+                                     _mm512_castps128_ps512(dm));
+    __m512 dmin = _mm512_permutexvar_ps(_mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3),
+                                        _mm512_castps128_ps512(dm));
+    *fsc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi64(s0, s1))), d);
+    *fmin = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi64(s0, s1))), dmin);
+}
+
+static const block_q4_k q4k_zero_block;
+
+/* R (1 or 2) weight rows from w by T tokens; acc[r][t] gets each row's lane sums */
+INLINE void q4k_rows(int R, int T, int64_t n, const uint8_t *w, size_t ws, const uint8_t *a,
+                     size_t as, __m512 acc[][MM_TILE_TOKS_MAX]) {
+    int64_t nb = n / QK_K;
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b += 2) {
+        __m512i wq[2][8];
+        __m512 fsc[2], fmin[2];
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const block_q4_k *blk = (const block_q4_k *)(w + r * ws) + b;
+            q4k_pair_weights(blk, b + 1 < nb ? blk + 1 : &q4k_zero_block, wq[r], &fsc[r], &fmin[r]);
+        }
+        /* two tokens at a time: 2 R independent chains of VPDPBUSD in flight */
+#pragma GCC unroll 4
+        for (int t0 = 0; t0 < T; t0 += 2) {
+            const int U = T - t0 < 2 ? 1 : 2;
+            const act_q4k *ap[2];
+            __m512i s[2][2];
+#pragma GCC unroll 2
+            for (int u = 0; u < U; u++) {
+                ap[u] = (const act_q4k *)(a + (t0 + u) * as) + b / 2;
+#pragma GCC unroll 2
+                for (int r = 0; r < R; r++) s[u][r] = _mm512_setzero_si512();
+            }
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+#pragma GCC unroll 2
+                for (int u = 0; u < U; u++) {
+                    __m512i x = _mm512_loadu_si512(ap[u]->qs[k]);
+#pragma GCC unroll 2
+                    for (int r = 0; r < R; r++) s[u][r] = _mm512_dpbusd_epi32(s[u][r], wq[r][k], x);
+                }
+            }
+#pragma GCC unroll 2
+            for (int u = 0; u < U; u++) {
+                __m512 da = _mm512_loadu_ps(ap[u]->d), ds = _mm512_loadu_ps(ap[u]->dsum);
+#pragma GCC unroll 2
+                for (int r = 0; r < R; r++) {
+                    __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[u][r]), _mm512_mul_ps(fsc[r], da), acc[r][t0 + u]);
+                    acc[r][t0 + u] = _mm512_fnmadd_ps(fmin[r], ds, v);
+                }
+            }
+        }
+    }
+}
+
+/* y[t * ldy + r] = the sum of the lanes of acc[r][t] */
+INLINE void q4k_store(int R, int T, __m512 acc[][MM_TILE_TOKS_MAX], float *y, int64_t ldy) {
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+        if (T == 1) {
+            y[r] = _mm512_reduce_add_ps(acc[r][0]);
+            continue;
+        }
+#pragma GCC unroll 2
+        for (int t0 = 0; t0 < T; t0 += 4) {
+            __m512 v[4];
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) v[t] = t0 + t < T ? acc[r][t0 + t] : _mm512_setzero_ps();
+            store_folded(fold4_ps(v[0], v[1], v[2], v[3]), T - t0 < 4 ? T - t0 : 4, y + t0 * ldy + r, ldy);
+        }
+    }
+}
+
+INLINE void tile_q4k(int T, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                     size_t as, float *y, int64_t ldy) {
+    __m512 acc[2][MM_TILE_TOKS_MAX];
+    int r = 0;
+    for (; r + 2 <= nr; r += 2) {
+        q4k_rows(2, T, n, w + r * ws, ws, a, as, acc);
+        q4k_store(2, T, acc, y + r, ldy);
+    }
+    if (r < nr) {
+        q4k_rows(1, T, n, w + r * ws, ws, a, as, acc);
+        q4k_store(1, T, acc, y + r, ldy);
+    }
+}
+
+static float avx512_vec_dot_q4_k(int64_t n, const void *w, const void *a) {
+    return kq_dot1(W_Q4_K, n, w, (const block_q8k *)((const uint8_t *)a + q4k_pairs_bytes(n)));
+}
+
 static void avx512_tile_q4_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
                              size_t as, int nt, float *y, int64_t ldy) {
-    tile_any_k(W_Q4_K, n, w, ws, nr, a, as, nt, y, ldy);
+    const uint8_t *wb = w, *ab = a;
+    switch (nt) {
+    case 8: tile_q4k(8, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 7: tile_q4k(7, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 6: tile_q4k(6, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 5: tile_q4k(5, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 4: tile_q4k(4, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 3: tile_q4k(3, n, wb, ws, nr, ab, as, y, ldy); break;
+    case 2: tile_q4k(2, n, wb, ws, nr, ab, as, y, ldy); break;
+    default:
+        for (int r = 0; r < nr; r++) y[r] = avx512_vec_dot_q4_k(n, wb + r * ws, ab);
+        break;
+    }
 }
 static void avx512_tile_q5_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
                              size_t as, int nt, float *y, int64_t ldy) {
@@ -652,9 +829,6 @@ static void avx512_tile_q5_k(int64_t n, const void *w, size_t ws, int nr, const 
 static void avx512_tile_q6_k(int64_t n, const void *w, size_t ws, int nr, const void *a,
                              size_t as, int nt, float *y, int64_t ldy) {
     tile_any_k(W_Q6_K, n, w, ws, nr, a, as, nt, y, ldy);
-}
-static float avx512_vec_dot_q4_k(int64_t n, const void *w, const void *a) {
-    return kq_dot1(W_Q4_K, n, w, a);
 }
 static float avx512_vec_dot_q5_k(int64_t n, const void *w, const void *a) {
     return kq_dot1(W_Q5_K, n, w, a);
@@ -1048,7 +1222,7 @@ static const cpu_kernels g_avx512 = {
     .bf16 = {NULL, NULL, avx512_vec_dot_bf16, avx512_tile_bf16},
     .q8_0 = {avx512_act_bytes_oct, avx512_quantize_q8_0, avx512_vec_dot_q8_0, avx512_tile_q8_0, 8},
     .q4_0 = {avx512_act_bytes_oct, avx512_quantize_q4_0, avx512_vec_dot_q4_0, avx512_tile_q4_0, 8},
-    .q4_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q4_k, avx512_tile_q4_k, 8},
+    .q4_k = {avx512_act_bytes_q4k, avx512_quantize_q4k, avx512_vec_dot_q4_k, avx512_tile_q4_k, 8},
     .q5_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q5_k, avx512_tile_q5_k, 8},
     .q6_k = {q8k_row_bytes, avx512_quantize_q8k, avx512_vec_dot_q6_k, avx512_tile_q6_k, 8},
     .quantize_q8a = avx512_quantize_q8a,
