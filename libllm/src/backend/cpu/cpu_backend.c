@@ -12,6 +12,7 @@
  * kernels, split over the threads when a prompt makes them large. */
 #include <math.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "../../quant.h"
 #include "../../util.h"
@@ -292,6 +293,38 @@ static void attn_scores(const attn_task *task, int t0, int nt, int hk, const flo
     }
 }
 
+/* whether one of the nt queries from t0 sees one of cells [c0, c0 + nc) */
+static bool attn_chunk_visible(const attn_args *a, int t0, int nt, int c0, int nc) {
+    uint8_t any = 0;
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *m = a->mask + (int64_t)(t0 + t) * a->n_kv + c0;
+        for (int j = 0; j < nc; j++) any |= m[j];
+    }
+    return any != 0;
+}
+
+/* A query's scores of nc cells: s[j] * scale (then softcap * tanh(s / softcap) if softcap
+ * > 0) where m[j], -inf elsewhere; returns the largest. The maximum runs over W lanes so
+ * the compiler can keep them in a vector instead of one dependent chain. */
+static float attn_mask_scale(float *s, const uint8_t *m, int nc, float scale, float softcap) {
+    enum { W = 8 };
+    if (softcap > 0.0f) {
+        for (int j = 0; j < nc; j++) s[j] = m[j] ? softcap * tanhf(s[j] * scale / softcap) : -INFINITY;
+    } else {
+        for (int j = 0; j < nc; j++) s[j] = m[j] ? s[j] * scale : -INFINITY;
+    }
+    float best[W];
+    for (int u = 0; u < W; u++) best[u] = -INFINITY;
+    int j = 0;
+    for (; j + W <= nc; j += W) {
+        for (int u = 0; u < W; u++) best[u] = s[j + u] > best[u] ? s[j + u] : best[u];
+    }
+    for (; j < nc; j++) best[0] = s[j] > best[0] ? s[j] : best[0];
+    float cmax = best[0];
+    for (int u = 1; u < W; u++) cmax = best[u] > cmax ? best[u] : cmax;
+    return cmax;
+}
+
 static void attention_worker(void *p, int ith, int nth) {
     const attn_task *task = p;
     const attn_args *a = task->a;
@@ -300,9 +333,10 @@ static void attention_worker(void *p, int ith, int nth) {
     int32_t *idx = (int32_t *)(scores + MM_TILE_TOKS * ATTN_CHUNK);
     float *vrow = scores + (MM_TILE_TOKS + 1) * ATTN_CHUNK;
     int group = a->n_head / a->n_head_kv, dv = a->head_dim_v;
-    int64_t n_tb = (a->n_tok + MM_TILE_TOKS - 1) / MM_TILE_TOKS, j0, j1;
-    pool_split(n_tb * a->n_head, ith, nth, &j0, &j1);
-    for (int64_t item = j0; item < j1; item++) {
+    /* items (block of queries, head) dealt round-robin: under a causal mask a later block
+     * sees more cells, so contiguous halves would leave one thread three quarters */
+    int64_t n_items = (a->n_tok + MM_TILE_TOKS - 1) / MM_TILE_TOKS * a->n_head;
+    for (int64_t item = ith; item < n_items; item += nth) {
         int t0 = (int)(item / a->n_head) * MM_TILE_TOKS, h = (int)(item % a->n_head);
         int nt = LLM_MIN(MM_TILE_TOKS, a->n_tok - t0), hk = h / group;
         const float *q = a->q + t0 * a->ldq + (int64_t)h * a->head_dim_k;
@@ -315,16 +349,12 @@ static void attention_worker(void *p, int ith, int nth) {
         }
         for (int c0 = 0; c0 < a->n_kv; c0 += ATTN_CHUNK) {
             int nc = LLM_MIN(ATTN_CHUNK, a->n_kv - c0);
+            if (!attn_chunk_visible(a, t0, nt, c0, nc)) continue;
             attn_scores(task, t0, nt, hk, q, c0, nc, scores);
             for (int t = 0; t < nt; t++) {
                 float *s = scores + t * ATTN_CHUNK;
                 const uint8_t *m = a->mask + (int64_t)(t0 + t) * a->n_kv + c0;
-                float cmax = -INFINITY;
-                for (int j = 0; j < nc; j++) {
-                    s[j] = m[j] ? s[j] * a->scale : -INFINITY;
-                    if (a->softcap > 0.0f && m[j]) s[j] = a->softcap * tanhf(s[j] / a->softcap);
-                    cmax = s[j] > cmax ? s[j] : cmax;
-                }
+                float cmax = attn_mask_scale(s, m, nc, a->scale, a->softcap);
                 if (cmax == -INFINITY) {             /* nothing visible in this chunk */
                     for (int j = 0; j < nc; j++) s[j] = 0.0f;
                     continue;
@@ -340,11 +370,14 @@ static void attention_worker(void *p, int ith, int nth) {
                 sum[t] += kn->exp_sum_f32(nc, s, mx[t], s);   /* s becomes the weights */
             }
             /* the cells some query gives weight: masked cells are never read */
+            uint8_t used[ATTN_CHUNK];
+            memset(used, 0, (size_t)nc);
+            for (int t = 0; t < nt; t++) {
+                for (int j = 0; j < nc; j++) used[j] |= scores[t * ATTN_CHUNK + j] != 0.0f;
+            }
             int n_idx = 0;
             for (int j = 0; j < nc; j++) {
-                bool used = false;
-                for (int t = 0; t < nt; t++) used |= scores[t * ATTN_CHUNK + j] != 0.0f;
-                if (used) idx[n_idx++] = j;
+                if (used[j]) idx[n_idx++] = j;
             }
             const uint8_t *v = a->v + (uint64_t)c0 * a->v_cell_bytes + hk * a->v_head_bytes;
             float *out = a->out + t0 * a->ldo + (int64_t)h * dv;
