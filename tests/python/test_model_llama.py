@@ -125,9 +125,10 @@ def check_case(
     type_v="f16",
     rel_bound=None,
     min_cos=MIN_COS,
+    n_prompt=N_PROMPT,
 ):
     lay = dict(LAYOUTS[layout])
-    prompt = mg.random_prompt(N_PROMPT, seed=7, vocab_size=case.hf.config.vocab_size)
+    prompt = mg.random_prompt(n_prompt, seed=7, vocab_size=case.hf.config.vocab_size)
     tokens, got = run_engine(lib, case.path, prompt, N_GEN, type_k=type_k, type_v=type_v, **lay)
     assert np.isfinite(got).all(), "non-finite logits"
     ref = mg.hf_logits(case.ref, tokens)
@@ -143,7 +144,7 @@ def check_case(
         assert len(bad) == 0, (
             f"relative error above {rel_bound:g} at positions {bad.tolist()[:10]} "
             f"(max {rel.max():.3e} at {int(rel.argmax())}; first bad row prompt="
-            f"{bool(bad[0] < N_PROMPT)})"
+            f"{bool(bad[0] < n_prompt)})"
         )
     bad = np.nonzero(cos < min_cos)[0]
     assert len(bad) == 0, (
@@ -201,6 +202,18 @@ def test_modelgen_quantized_reference(model_factory, wtype):
 # ---------------------------------------------------------------------------------------------
 
 ARCHS = ("llama", "qwen2")
+
+
+@pytest.mark.parametrize("wtype", ["f32", "q8_0"])
+def test_long_micro_batch(lib, model_factory, record_error, wtype):
+    """300 tokens in one micro-batch: the feed-forward runs in chunks of 128 rows and the
+    quantized activations in passes of 128 tokens; every row must still match."""
+    case = model_factory("llama", wtype)
+    f32 = wtype == "f32"
+    check_case(
+        lib, case, record_error, type_k="f32" if f32 else "f16", type_v="f32" if f32 else "f16",
+        rel_bound=F32_REL if f32 else None, n_prompt=300,
+    )
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))

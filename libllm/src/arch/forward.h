@@ -51,6 +51,17 @@ void attn_begin(llm_context *ctx, const ubatch *ub, kv_cache *kv, bool rope, att
 void attn_layer(llm_context *ctx, const ubatch *ub, kv_cache *kv, const llm_layer *l,
                 attn_pass *ap);
 
+/* The rows a gated feed-forward takes at a time: its n_ff-wide intermediates (the scratch's
+ * gate, up) hold that many rows, not n_ubatch (on a 1.1B model at n_ubatch 512: 5.5 MiB
+ * instead of 22), for streaming the three weight matrices once per chunk. */
+#define FFN_CHUNK_TOKENS 128
+
+/* out = down(act(gate x) * up x) for n rows of x (row stride = the width of gate's input),
+ * act = SiLU or (gelu) GELU, in chunks of FFN_CHUNK_TOKENS rows; out's row stride is down's
+ * output width. */
+void ffn_gated(llm_context *ctx, const gguf_tensor *gate, const gguf_tensor *up,
+               const gguf_tensor *down, bool gelu, const float *x, int n, float *out);
+
 /* SwiGLU feed-forward: the scratch's xn -> tmp, n rows. */
 void ffn_swiglu(llm_context *ctx, const llm_layer *l, int n);
 

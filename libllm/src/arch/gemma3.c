@@ -36,7 +36,7 @@ int32_t gemma3_forward(llm_context *ctx, const ubatch *ub, float *logits) {
     const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim_k;
     const int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k;
     const int64_t V = (int64_t)hp->n_head_kv * hp->head_dim_v;
-    const int64_t O = (int64_t)hp->n_head * hp->head_dim_v, F = hp->n_ff;
+    const int64_t O = (int64_t)hp->n_head * hp->head_dim_v;
     const float eps = hp->norm_eps;
 
     /* positions moved since the last forward: re-rotate with each pool's RoPE */
@@ -103,10 +103,7 @@ int32_t gemma3_forward(llm_context *ctx, const ubatch *ub, float *logits) {
 
         /* feed-forward */
         be->rmsnorm(be, s->x, E, n, (int)E, l->ffn_norm, eps, s->xn, E);
-        be->matmul(be, l->ffn_gate, s->xn, E, n, s->gate, F);
-        be->matmul(be, l->ffn_up, s->xn, E, n, s->up, F);
-        be->geglu(be, s->gate, s->up, F, n, (int)F);
-        be->matmul(be, l->ffn_down, s->gate, F, n, s->tmp, E);
+        ffn_gated(ctx, l->ffn_gate, l->ffn_up, l->ffn_down, true, s->xn, n, s->tmp);
         be->rmsnorm(be, s->tmp, E, n, (int)E, l->ffn_post_norm, eps, s->tmp, E);
         be->add(be, s->x, E, s->tmp, E, n, (int)E);
     }

@@ -26,9 +26,9 @@ static size_t layout(const llm_hparams *hp, size_t n, size_t n_ctx, size_t n_swa
     PLACE(v, n * hp->n_head_kv * hp->head_dim_v * f);
     PLACE(att, n * hp->n_head * hp->head_dim_v * f);
     PLACE(tmp, n * hp->n_embd * f);
-    const size_t n_ff = LLM_MAX(hp->n_ff, hp->n_ff_shexp);
-    PLACE(gate, n * n_ff * f);
-    PLACE(up, n * n_ff * f);
+    const size_t n_ff = LLM_MAX(hp->n_ff, hp->n_ff_shexp), n_ffn = LLM_MIN(n, FFN_CHUNK_TOKENS);
+    PLACE(gate, n_ffn * n_ff * f);
+    PLACE(up, n_ffn * n_ff * f);
     PLACE(cos_sin, n * hp->n_rot * f);
     PLACE(mask, n * n_ctx);
     PLACE(cos_sin_swa, n_swa_cells ? n * hp->n_rot * f : 0);
@@ -194,15 +194,22 @@ void attn_layer(llm_context *ctx, const ubatch *ub, kv_cache *kv, const llm_laye
     be->matmul(be, l->wo, s->att, O, n, s->tmp, E);
 }
 
-void ffn_swiglu(llm_context *ctx, const llm_layer *l, int n) {
-    const llm_hparams *hp = &ctx->model->hp;
+void ffn_gated(llm_context *ctx, const gguf_tensor *gate, const gguf_tensor *up,
+               const gguf_tensor *down, bool gelu, const float *x, int n, float *out) {
     llm_backend *be = ctx->backend;
     llama_scratch *s = ctx->scratch;
-    const int64_t E = hp->n_embd, F = l->ffn_gate->ne[1];
-    be->matmul(be, l->ffn_gate, s->xn, E, n, s->gate, F);
-    be->matmul(be, l->ffn_up, s->xn, E, n, s->up, F);
-    be->swiglu(be, s->gate, s->up, F, n, (int)F);
-    be->matmul(be, l->ffn_down, s->gate, F, n, s->tmp, E);
+    const int64_t E = gate->ne[0], F = gate->ne[1], O = down->ne[1];
+    for (int t0 = 0; t0 < n; t0 += FFN_CHUNK_TOKENS) {
+        int m = LLM_MIN(FFN_CHUNK_TOKENS, n - t0);
+        be->matmul(be, gate, x + t0 * E, E, m, s->gate, F);
+        be->matmul(be, up, x + t0 * E, E, m, s->up, F);
+        (gelu ? be->geglu : be->swiglu)(be, s->gate, s->up, F, m, (int)F);
+        be->matmul(be, down, s->gate, F, m, out + t0 * O, O);
+    }
+}
+
+void ffn_swiglu(llm_context *ctx, const llm_layer *l, int n) {
+    ffn_gated(ctx, l->ffn_gate, l->ffn_up, l->ffn_down, false, ctx->scratch->xn, n, ctx->scratch->tmp);
 }
 
 int forward_output(llm_context *ctx, const ubatch *ub, const float *x, float *xn,

@@ -41,7 +41,7 @@ void ffn_moe(llm_context *ctx, const llm_layer *l, int n) {
     llm_backend *be = ctx->backend;
     llama_scratch *s = ctx->scratch;
     const int X = (int)hp->n_expert, k = (int)hp->n_expert_used;
-    const int64_t E = hp->n_embd, F = hp->n_ff;
+    const int64_t E = hp->n_embd;
 
     be->matmul(be, l->ffn_gate_inp, s->xn, E, n, s->moe_logits, X);
     for (int t = 0; t < n; t++) {
@@ -63,10 +63,7 @@ void ffn_moe(llm_context *ctx, const llm_layer *l, int n) {
         if (m == 0) continue;
         const gguf_tensor *gate = &l->experts[e], *up = &l->experts[X + e];
         const gguf_tensor *down = &l->experts[2 * X + e];
-        be->matmul(be, gate, s->moe_x, E, m, s->gate, F);
-        be->matmul(be, up, s->moe_x, E, m, s->up, F);
-        be->swiglu(be, s->gate, s->up, F, m, (int)F);
-        be->matmul(be, down, s->gate, F, m, s->moe_y, E);
+        ffn_gated(ctx, gate, up, down, false, s->moe_x, m, s->moe_y);
         for (int i = 0; i < m; i++) {
             float *dst = s->tmp + (int64_t)s->moe_rows[i] * E;
             const float *src = s->moe_y + (int64_t)i * E, w = s->moe_rows_w[i];
@@ -74,11 +71,7 @@ void ffn_moe(llm_context *ctx, const llm_layer *l, int n) {
         }
     }
     if (l->ffn_gate_shexp) {   /* the shared expert takes every row */
-        const int64_t S = hp->n_ff_shexp;
-        be->matmul(be, l->ffn_gate_shexp, s->xn, E, n, s->gate, S);
-        be->matmul(be, l->ffn_up_shexp, s->xn, E, n, s->up, S);
-        be->swiglu(be, s->gate, s->up, S, n, (int)S);
-        be->matmul(be, l->ffn_down_shexp, s->gate, S, n, s->moe_y, E);
+        ffn_gated(ctx, l->ffn_gate_shexp, l->ffn_up_shexp, l->ffn_down_shexp, false, s->xn, n, s->moe_y);
         be->add(be, s->tmp, E, s->moe_y, E, n, (int)E);
     }
 }

@@ -23,6 +23,8 @@
 #define MM_CHUNK_TILES 8       /* row tiles a thread finishes over all tokens before moving on */
 #define ATTN_CHUNK 128         /* KV cells scored at once per block of queries */
 #define PAR_MIN_ELEMS 32768    /* element-wise ops smaller than this stay on one thread */
+#define ACT_MAX_TOKENS 128     /* activation rows quantized at a time: a longer matmul goes in
+                                  passes of this many tokens (scratch of 128 rows, not n_ubatch) */
 
 typedef struct cpu_backend {
     llm_backend base;
@@ -428,7 +430,7 @@ static void scratch_sizes(const cpu_kernels *k, int max_head_dim, int max_tok, i
     for (size_t i = 0; i < sizeof quantized / sizeof quantized[0]; i++) {
         if (quantized[i]->act_bytes) per_row = LLM_MAX(per_row, quantized[i]->act_bytes(row));
     }
-    *act_cap = per_row * LLM_MAX(max_tok, 1);
+    *act_cap = per_row * LLM_MAX(LLM_MIN(max_tok, ACT_MAX_TOKENS), 1);
 }
 
 uint64_t cpu_backend_scratch_bytes(int n_threads, int max_head_dim, int max_tok,
