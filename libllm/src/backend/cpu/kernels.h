@@ -11,13 +11,16 @@
  *                              integer sum, scaled by d_weight * d_activation.
  *   Q4_K, Q5_K, Q6_K weights -> activations quantized once per matmul to 8-bit blocks of 256
  *                              (block_q8k below: one f32 scale per 256 values, and the sum
- *                              of each 32 values). Per super-block the sub-block products
+ *                              of each 32 values; or a level's own layout of the same
+ *                              values, as AVX-512's). Per super-block the sub-block products
  *                              are exact integer sums, weighted by the integer sub-block
  *                              scales in integers too:
  *                                Q4_K / Q5_K: d_w d_a sum_j sc_j (q_j . a_j)
  *                                             - dmin_w d_a sum_j m_j sum(a_j)
  *                                Q6_K:        d_w d_a sum_g sc_g ((q_g - 32) . a_g)
- *                              so a super-block costs two float operations. The coarser
+ *                              so a super-block costs two float operations (AVX-512
+ *                              weights each exact sub-block sum in floats instead, with
+ *                              d_w sc_j in its lane: one float step per 16 sub-blocks). The coarser
  *                              activation step (max |x| / 127 over 256 values instead of 32)
  *                              is what llama.cpp's Q8_K does too; its error bound is the
  *                              same half step per value.
@@ -110,7 +113,7 @@ typedef struct cpu_kernels {
     const char *name;            /* "scalar", "avx2", "avx512", "neon" */
     cpu_level level;
     mm_kernel f32, f16, bf16, q8_0, q4_0;
-    mm_kernel q4_k, q5_k, q6_k;  /* activations as block_q8k at every level */
+    mm_kernel q4_k, q5_k, q6_k;  /* activations as block_q8k (AVX-512: its own layout) */
 
     /* f32 row -> block_q8a row; n a multiple of 32 */
     void (*quantize_q8a)(const float *x, void *y, int64_t n);

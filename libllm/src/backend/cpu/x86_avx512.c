@@ -8,10 +8,11 @@
  *         is cancelled by starting the lane at -128 * sum(a);
  *   Q4_0: the nibbles 0..15 as they are; the format's -8 becomes a start of -8 * sum(a).
  * The starts depend only on the activations, so they are computed once per matmul, when the
- * activations are quantized (into this level's own layout, act_oct below). The K-quants use
- * block_q8k as it is and reorder it in the tile. Quantized kernels take up to 8 tokens per
- * call (mm_kernel.max_toks), so what they unpack of a weight row serves 8 tokens. The integer
- * sums are exact, so the results differ from the scalar level only by float summation order. */
+ * activations are quantized (into this level's own layout, act_oct below). The K-quants have
+ * their own layout too (act_kq8, act_kq4: every 32-bit lane inside one scale group), followed
+ * by the block_q8k values for the decode. Quantized kernels take up to 8 tokens per call
+ * (mm_kernel.max_toks), so what they unpack of a weight row serves 8 tokens. The integer sums
+ * are exact, so the results differ from the scalar level only by float summation order. */
 #if defined(__x86_64__)
 
 #include <immintrin.h>
