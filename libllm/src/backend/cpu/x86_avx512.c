@@ -499,9 +499,12 @@ INLINE int64_t kq_units_bytes(int kind, int64_t n) {
 static int64_t avx512_act_bytes_kq_pair(int64_t n) { return kq_units_bytes(W_Q4_K, n) + q8k_row_bytes(n); }
 static int64_t avx512_act_bytes_kq_one(int64_t n) { return kq_units_bytes(W_Q6_K, n) + q8k_row_bytes(n); }
 
-/* value j of lane l of register k of a unit: lanes hold `per_lane` values of a group, the
- * first `half` lanes one super-block (or half of one) */
+/* One unit of a row's activations from its block_q8k super-block(s) q: the values of lane l
+ * (sub-block, half sub-block or group: per_lane of them) go 4 by 4 into registers k; then the
+ * lane sums, by VPDPBUSD with ones over those registers, give Q4_K / Q5_K's d * sum and
+ * Q6_K's -32 * sum. */
 INLINE void kq_act_unit(int kind, int lone, const block_q8k *q, int8_t (*qs)[64], float *d, void *third) {
+    const int per_lane = kind == W_Q6_K || lone ? 16 : 32;
     for (int l = 0; l < 16; l++) {
         const block_q8k *blk;
         int first;             /* index in blk of the lane's first value */
@@ -512,13 +515,15 @@ INLINE void kq_act_unit(int kind, int lone, const block_q8k *q, int8_t (*qs)[64]
         } else {
             blk = &q[l / 8], first = 32 * (l % 8);
         }
-        int per_lane = kind == W_Q6_K || lone ? 16 : 32;
-        int32_t sum = 0;
-        for (int j = 0; j < per_lane; j++) sum += blk->qs[first + j];
         for (int k = 0; k < per_lane / 4; k++) memcpy(&qs[k][4 * l], blk->qs + first + 4 * k, 4);
         d[l] = blk->d;
-        if (kind == W_Q6_K) ((int32_t *)third)[l] = -32 * sum;
-        else ((float *)third)[l] = blk->d * (float)sum;
+    }
+    __m512i sum = _mm512_setzero_si512();
+    for (int k = 0; k < per_lane / 4; k++) sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), _mm512_loadu_si512(qs[k]));
+    if (kind == W_Q6_K) {
+        _mm512_storeu_si512(third, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-32)));
+    } else {
+        _mm512_storeu_ps(third, _mm512_mul_ps(_mm512_loadu_ps(d), _mm512_cvtepi32_ps(sum)));
     }
 }
 
