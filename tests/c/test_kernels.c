@@ -286,6 +286,26 @@ static void test_vec_dot_and_tile(const cpu_kernels *k, const cpu_kernels *ref, 
                 memcpy(xa + t * n, x + t * n, sizeof(float) * (size_t)n);
             }
         }
+        /* the one-token conversion, over garbage: what the one-token paths read of it must
+         * give exactly what they give on the full conversion */
+        if (mk->quantize_one) {
+            uint8_t *a1 = malloc(as);
+            for (int t = 0; t < MM_TILE_TOKS_MAX; t++) {
+                memset(a1, 0x5a, as);
+                mk->quantize_one(x + t * n, a1, n);
+                bool same = true;
+                for (int r = 0; r < MM_TILE_ROWS; r++) {
+                    float y1, y0;
+                    same &= mk->vec_dot(n, w + r * rb, a1) == mk->vec_dot(n, w + r * rb, a + t * as);
+                    mk->tile(n, w + r * rb, rb, 1, a1, as, 1, &y1, 1);
+                    mk->tile(n, w + r * rb, rb, 1, a + t * as, as, 1, &y0, 1);
+                    same &= y1 == y0;
+                }
+                CHECK(same, "%s %s n=%lld: one-token conversion differs from the full one", k->name,
+                      tn, (long long)n);
+            }
+            free(a1);
+        }
         float expect[MM_TILE_TOKS_MAX][MM_TILE_ROWS];
         double tol[MM_TILE_TOKS_MAX][MM_TILE_ROWS];
         for (int t = 0; t < MM_TILE_TOKS_MAX; t++) {

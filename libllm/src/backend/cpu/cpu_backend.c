@@ -50,6 +50,7 @@ typedef struct matmul_task {
     int64_t ldx;
     const uint8_t *a;          /* activation rows in the kernel's format, a_stride bytes apart */
     uint8_t *act;              /* where quantize_worker writes them (the backend's scratch) */
+    void (*quantize)(const float *x, void *a, int64_t n);   /* mk's, or its quantize_one */
     size_t a_stride;
     int n_tok;
     float *y;
@@ -62,7 +63,7 @@ static void quantize_worker(void *p, int ith, int nth) {
     int64_t t0, t1;
     pool_split(t->n_tok, ith, nth, &t0, &t1);
     for (int64_t i = t0; i < t1; i++) {
-        t->mk->quantize(t->x + i * t->ldx, t->act + i * t->a_stride, t->n_in);
+        t->quantize(t->x + i * t->ldx, t->act + i * t->a_stride, t->n_in);
     }
 }
 
@@ -123,6 +124,7 @@ static void cpu_matmul(llm_backend *be, const gguf_tensor *w, const float *x, in
     }
     /* quantized activations: as many tokens at a time as the scratch holds */
     t.a_stride = (size_t)t.mk->act_bytes(t.n_in);
+    t.quantize = n_tok == 1 && t.mk->quantize_one ? t.mk->quantize_one : t.mk->quantize;
     int per_pass = (int)LLM_MIN(n_tok, c->act_cap / (int64_t)t.a_stride);
     t.a = t.act = c->act;
     for (int tok = 0; tok < n_tok; tok += per_pass) {
@@ -327,78 +329,92 @@ static float attn_mask_scale(float *s, const uint8_t *m, int nc, float scale, fl
     return cmax;
 }
 
-static void attention_worker(void *p, int ith, int nth) {
-    const attn_task *task = p;
+/* One item of attention: the queries of block item / n_head (MM_TILE_TOKS of them) with
+ * head item % n_head, on thread ith's scratch */
+static void attend_item(const attn_task *task, int ith, int64_t item) {
     const attn_args *a = task->a;
     const cpu_kernels *kn = task->be->k;
     float *scores = task->be->scratch + ith * task->be->scratch_per_thread;
     int32_t *idx = (int32_t *)(scores + MM_TILE_TOKS * ATTN_CHUNK);
     float *vrow = scores + (MM_TILE_TOKS + 1) * ATTN_CHUNK;
     int group = a->n_head / a->n_head_kv, dv = a->head_dim_v;
-    /* items (block of queries, head) dealt round-robin: under a causal mask a later block
-     * sees more cells, so contiguous halves would leave one thread three quarters */
-    int64_t n_items = (a->n_tok + MM_TILE_TOKS - 1) / MM_TILE_TOKS * a->n_head;
-    for (int64_t item = ith; item < n_items; item += nth) {
-        int t0 = (int)(item / a->n_head) * MM_TILE_TOKS, h = (int)(item % a->n_head);
-        int nt = LLM_MIN(MM_TILE_TOKS, a->n_tok - t0), hk = h / group;
-        const float *q = a->q + t0 * a->ldq + (int64_t)h * a->head_dim_k;
-        float mx[MM_TILE_TOKS], sum[MM_TILE_TOKS];
+    int t0 = (int)(item / a->n_head) * MM_TILE_TOKS, h = (int)(item % a->n_head);
+    int nt = LLM_MIN(MM_TILE_TOKS, a->n_tok - t0), hk = h / group;
+    const float *q = a->q + t0 * a->ldq + (int64_t)h * a->head_dim_k;
+    float mx[MM_TILE_TOKS], sum[MM_TILE_TOKS];
+    for (int t = 0; t < nt; t++) {
+        mx[t] = -INFINITY;
+        sum[t] = 0.0f;
+        float *out = a->out + (t0 + t) * a->ldo + (int64_t)h * dv;
+        for (int i = 0; i < dv; i++) out[i] = 0.0f;
+    }
+    for (int c0 = 0; c0 < a->n_kv; c0 += ATTN_CHUNK) {
+        int nc = LLM_MIN(ATTN_CHUNK, a->n_kv - c0);
+        if (!attn_chunk_visible(a, t0, nt, c0, nc)) continue;
+        attn_scores(task, t0, nt, hk, q, c0, nc, scores);
         for (int t = 0; t < nt; t++) {
-            mx[t] = -INFINITY;
-            sum[t] = 0.0f;
-            float *out = a->out + (t0 + t) * a->ldo + (int64_t)h * dv;
-            for (int i = 0; i < dv; i++) out[i] = 0.0f;
-        }
-        for (int c0 = 0; c0 < a->n_kv; c0 += ATTN_CHUNK) {
-            int nc = LLM_MIN(ATTN_CHUNK, a->n_kv - c0);
-            if (!attn_chunk_visible(a, t0, nt, c0, nc)) continue;
-            attn_scores(task, t0, nt, hk, q, c0, nc, scores);
-            for (int t = 0; t < nt; t++) {
-                float *s = scores + t * ATTN_CHUNK;
-                const uint8_t *m = a->mask + (int64_t)(t0 + t) * a->n_kv + c0;
-                float cmax = attn_mask_scale(s, m, nc, a->scale, a->softcap);
-                if (cmax == -INFINITY) {             /* nothing visible in this chunk */
-                    for (int j = 0; j < nc; j++) s[j] = 0.0f;
-                    continue;
-                }
-                if (cmax > mx[t]) {
-                    if (mx[t] != -INFINITY) {
-                        float r = expf(mx[t] - cmax);
-                        kn->scale_f32(dv, r, a->out + (t0 + t) * a->ldo + (int64_t)h * dv);
-                        sum[t] *= r;
-                    }
-                    mx[t] = cmax;
-                }
-                sum[t] += kn->exp_sum_f32(nc, s, mx[t], s);   /* s becomes the weights */
-            }
-            /* the cells some query gives weight: masked cells are never read */
-            uint8_t used[ATTN_CHUNK];
-            memset(used, 0, (size_t)nc);
-            for (int t = 0; t < nt; t++) {
-                for (int j = 0; j < nc; j++) used[j] |= scores[t * ATTN_CHUNK + j] != 0.0f;
-            }
-            int n_idx = 0;
-            for (int j = 0; j < nc; j++) {
-                if (used[j]) idx[n_idx++] = j;
-            }
-            const uint8_t *v = a->v + (uint64_t)c0 * a->v_cell_bytes + hk * a->v_head_bytes;
-            float *out = a->out + t0 * a->ldo + (int64_t)h * dv;
-            if (a->type_v == TYPE_F32 || a->type_v == TYPE_F16) {
-                (a->type_v == TYPE_F32 ? kn->pv_f32 : kn->pv_f16)(
-                    n_idx, idx, nt, scores, ATTN_CHUNK, v, a->v_cell_bytes, dv, out, a->ldo);
+            float *s = scores + t * ATTN_CHUNK;
+            const uint8_t *m = a->mask + (int64_t)(t0 + t) * a->n_kv + c0;
+            float cmax = attn_mask_scale(s, m, nc, a->scale, a->softcap);
+            if (cmax == -INFINITY) {             /* nothing visible in this chunk */
+                for (int j = 0; j < nc; j++) s[j] = 0.0f;
                 continue;
             }
-            for (int k = 0; k < n_idx; k++) {
-                task->v_to_f32(v + idx[k] * a->v_cell_bytes, vrow, dv);
-                for (int t = 0; t < nt; t++) {
-                    kn->axpy_f32(dv, scores[t * ATTN_CHUNK + idx[k]], vrow, out + t * a->ldo);
+            if (cmax > mx[t]) {
+                if (mx[t] != -INFINITY) {
+                    float r = expf(mx[t] - cmax);
+                    kn->scale_f32(dv, r, a->out + (t0 + t) * a->ldo + (int64_t)h * dv);
+                    sum[t] *= r;
                 }
+                mx[t] = cmax;
+            }
+            sum[t] += kn->exp_sum_f32(nc, s, mx[t], s);   /* s becomes the weights */
+        }
+        /* the cells some query gives weight: masked cells are never read */
+        uint8_t used[ATTN_CHUNK];
+        memset(used, 0, (size_t)nc);
+        for (int t = 0; t < nt; t++) {
+            for (int j = 0; j < nc; j++) used[j] |= scores[t * ATTN_CHUNK + j] != 0.0f;
+        }
+        int n_idx = 0;
+        for (int j = 0; j < nc; j++) {
+            if (used[j]) idx[n_idx++] = j;
+        }
+        const uint8_t *v = a->v + (uint64_t)c0 * a->v_cell_bytes + hk * a->v_head_bytes;
+        float *out = a->out + t0 * a->ldo + (int64_t)h * dv;
+        if (a->type_v == TYPE_F32 || a->type_v == TYPE_F16) {
+            (a->type_v == TYPE_F32 ? kn->pv_f32 : kn->pv_f16)(
+                n_idx, idx, nt, scores, ATTN_CHUNK, v, a->v_cell_bytes, dv, out, a->ldo);
+            continue;
+        }
+        for (int k = 0; k < n_idx; k++) {
+            task->v_to_f32(v + idx[k] * a->v_cell_bytes, vrow, dv);
+            for (int t = 0; t < nt; t++) {
+                kn->axpy_f32(dv, scores[t * ATTN_CHUNK + idx[k]], vrow, out + t * a->ldo);
             }
         }
-        for (int t = 0; t < nt; t++) {           /* nothing visible: the row stays zero */
-            if (sum[t] > 0.0f) kn->scale_f32(dv, 1.0f / sum[t], a->out + (t0 + t) * a->ldo + (int64_t)h * dv);
-        }
     }
+    for (int t = 0; t < nt; t++) {           /* nothing visible: the row stays zero */
+        if (sum[t] > 0.0f) kn->scale_f32(dv, 1.0f / sum[t], a->out + (t0 + t) * a->ldo + (int64_t)h * dv);
+    }
+}
+
+/* With a block of queries for every thread, the blocks are dealt round-robin, each with all
+ * its heads: under a causal mask a later block sees more cells, so contiguous halves would
+ * leave one thread three quarters of the work. Fewer blocks (decode): contiguous runs of
+ * heads, so that a thread reads fewer KV heads. */
+static void attention_worker(void *p, int ith, int nth) {
+    const attn_task *task = p;
+    int64_t n_head = task->a->n_head, n_blocks = (task->a->n_tok + MM_TILE_TOKS - 1) / MM_TILE_TOKS;
+    if (n_blocks >= nth) {
+        for (int64_t b = ith; b < n_blocks; b += nth) {
+            for (int64_t h = 0; h < n_head; h++) attend_item(task, ith, b * n_head + h);
+        }
+        return;
+    }
+    int64_t i0, i1;
+    pool_split(n_blocks * n_head, ith, nth, &i0, &i1);
+    for (int64_t item = i0; item < i1; item++) attend_item(task, ith, item);
 }
 
 static void cpu_attention(llm_backend *be, const attn_args *a) {

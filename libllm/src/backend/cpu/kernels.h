@@ -102,6 +102,9 @@ typedef struct mm_kernel {
     /* the most activation rows one tile call takes: MM_TILE_TOKS when 0, at most
      * MM_TILE_TOKS_MAX (mm_max_toks below) */
     int max_toks;
+    /* optional: a row converted only as far as vec_dot and one-token tiles read it (a decode
+     * of one token then skips the layout its prompt tiles use); NULL: quantize */
+    void (*quantize_one)(const float *x, void *a, int64_t n);
 } mm_kernel;
 
 /* the most activation rows one call of mk->tile takes */

@@ -547,6 +547,14 @@ INLINE void kq_quantize_units(int kind, const float *x, void *out, int64_t n) {
 static void avx512_quantize_kq_pair(const float *x, void *out, int64_t n) { kq_quantize_units(W_Q4_K, x, out, n); }
 static void avx512_quantize_kq_one(const float *x, void *out, int64_t n) { kq_quantize_units(W_Q6_K, x, out, n); }
 
+/* one token: only the block_q8k values its decode stream reads (kq_units_dot1) */
+static void avx512_quantize_kq_pair_q8k(const float *x, void *out, int64_t n) {
+    avx512_quantize_q8k(x, (uint8_t *)out + kq_units_bytes(W_Q4_K, n), n);
+}
+static void avx512_quantize_kq_one_q8k(const float *x, void *out, int64_t n) {
+    avx512_quantize_q8k(x, (uint8_t *)out + kq_units_bytes(W_Q6_K, n), n);
+}
+
 /* Q4_K / Q5_K super-blocks b0, b1 of a row in the order above: wq[k], and per lane d_w sc
  * (fsc) and dmin_w m (fmin). lone: b0 alone (b1 == b0), in 4 registers. */
 INLINE void kq_pair_weights(int kind, int lone, const uint8_t *b0, const uint8_t *b1, __m512i *wq,
@@ -1145,9 +1153,12 @@ static const cpu_kernels g_avx512 = {
     .bf16 = {NULL, NULL, avx512_vec_dot_bf16, avx512_tile_bf16},
     .q8_0 = {avx512_act_bytes_oct, avx512_quantize_q8_0, avx512_vec_dot_q8_0, avx512_tile_q8_0, 8},
     .q4_0 = {avx512_act_bytes_oct, avx512_quantize_q4_0, avx512_vec_dot_q4_0, avx512_tile_q4_0, 8},
-    .q4_k = {avx512_act_bytes_kq_pair, avx512_quantize_kq_pair, avx512_vec_dot_q4_k, avx512_tile_q4_k, 8},
-    .q5_k = {avx512_act_bytes_kq_pair, avx512_quantize_kq_pair, avx512_vec_dot_q5_k, avx512_tile_q5_k, 8},
-    .q6_k = {avx512_act_bytes_kq_one, avx512_quantize_kq_one, avx512_vec_dot_q6_k, avx512_tile_q6_k, 8},
+    .q4_k = {avx512_act_bytes_kq_pair, avx512_quantize_kq_pair, avx512_vec_dot_q4_k, avx512_tile_q4_k, 8,
+             avx512_quantize_kq_pair_q8k},
+    .q5_k = {avx512_act_bytes_kq_pair, avx512_quantize_kq_pair, avx512_vec_dot_q5_k, avx512_tile_q5_k, 8,
+             avx512_quantize_kq_pair_q8k},
+    .q6_k = {avx512_act_bytes_kq_one, avx512_quantize_kq_one, avx512_vec_dot_q6_k, avx512_tile_q6_k, 8,
+             avx512_quantize_kq_one_q8k},
     .quantize_q8a = avx512_quantize_q8a,
     .dot_f32 = avx512_dot_f32,
     .axpy_f32 = avx512_axpy_f32,
