@@ -488,8 +488,6 @@ typedef struct act_kq4 {      /* a Q6_K super-block, or the lone last one of Q4_
 
 _Static_assert(sizeof(act_kq8) == 640 && sizeof(act_kq4) == 384, "whole cache lines");
 
-INLINE int kq_unit_blocks(int kind) { return kind == W_Q6_K ? 1 : 2; }
-
 INLINE int64_t kq_units_bytes(int kind, int64_t n) {
     int64_t nb = n / QK_K;
     if (kind == W_Q6_K) return nb * (int64_t)sizeof(act_kq4);
