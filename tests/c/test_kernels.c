@@ -609,6 +609,36 @@ static void test_matmul_op(int n_threads, int64_t max_row) {
                       (long long)max_row, worst);
                 CHECK(guards, "matmul %s n=%lld n_tok=%d threads=%d wrote outside its rows",
                       type_traits_get(type)->name, (long long)n, nt, n_threads);
+                /* matmul_n of the same input: w, its first 13 rows, an f32 weight (a run of
+                 * two sharing one conversion, then one more): exactly what matmul gives */
+                {
+                    uint64_t rbf;
+                    float *wfv;
+                    uint8_t *wf = rnd_rows(TYPE_F32, n, 5, &rbf, &wfv);
+                    gguf_tensor w13 = w, w5 = {.name = "f", .type = TYPE_F32, .n_dims = 2,
+                                               .ne = {n, 5, 1, 1}, .n_bytes = rbf * 5, .data = wf};
+                    w13.ne[1] = 13;
+                    const gguf_tensor *ws[3] = {&w, &w13, &w5};
+                    const int64_t lds[3] = {ldy, 13, 5};
+                    float *ys[3], *ones[3];
+                    bool same = true;
+                    for (int i = 0; i < 3; i++) {
+                        ys[i] = malloc(sizeof(float) * (size_t)(lds[i] * nt));
+                        ones[i] = malloc(sizeof(float) * (size_t)(lds[i] * nt));
+                        for (int64_t j = 0; j < lds[i] * nt; j++) ys[i][j] = ones[i][j] = 0.0f;
+                        be->matmul(be, ws[i], x, ldx, nt, ones[i], lds[i]);
+                    }
+                    be->matmul_n(be, 3, ws, x, ldx, nt, ys, lds);
+                    for (int i = 0; i < 3; i++) {
+                        same &= memcmp(ys[i], ones[i], sizeof(float) * (size_t)(lds[i] * nt)) == 0;
+                        free(ys[i]);
+                        free(ones[i]);
+                    }
+                    CHECK(same, "matmul_n %s n=%lld n_tok=%d threads=%d differs from matmul",
+                          type_traits_get(type)->name, (long long)n, nt, n_threads);
+                    free(wf);
+                    free(wfv);
+                }
                 free(x);
                 free(y);
             }

@@ -175,9 +175,10 @@ void attn_layer(llm_context *ctx, const ubatch *ub, kv_cache *kv, const llm_laye
     const int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k;
     const int64_t V = (int64_t)hp->n_head_kv * hp->head_dim_v;
     const int64_t O = (int64_t)hp->n_head * hp->head_dim_v;
-    be->matmul(be, l->wq, s->xn, E, n, s->q, Q);
-    be->matmul(be, l->wk, s->xn, E, n, s->k, K);
-    be->matmul(be, l->wv, s->xn, E, n, s->v, V);
+    const gguf_tensor *wqkv[3] = {l->wq, l->wk, l->wv};
+    float *const qkv[3] = {s->q, s->k, s->v};
+    const int64_t ld[3] = {Q, K, V};
+    be->matmul_n(be, 3, wqkv, s->xn, E, n, qkv, ld);
     if (l->bq) be->add_bias(be, s->q, Q, n, (int)Q, l->bq);
     if (l->bk) be->add_bias(be, s->k, K, n, (int)K, l->bk);
     if (l->bv) be->add_bias(be, s->v, V, n, (int)V, l->bv);
@@ -201,8 +202,10 @@ void ffn_gated(llm_context *ctx, const gguf_tensor *gate, const gguf_tensor *up,
     const int64_t E = gate->ne[0], F = gate->ne[1], O = down->ne[1];
     for (int t0 = 0; t0 < n; t0 += FFN_CHUNK_TOKENS) {
         int m = LLM_MIN(FFN_CHUNK_TOKENS, n - t0);
-        be->matmul(be, gate, x + t0 * E, E, m, s->gate, F);
-        be->matmul(be, up, x + t0 * E, E, m, s->up, F);
+        const gguf_tensor *gu[2] = {gate, up};
+        float *const out_gu[2] = {s->gate, s->up};
+        const int64_t ld[2] = {F, F};
+        be->matmul_n(be, 2, gu, x + t0 * E, E, m, out_gu, ld);
         (gelu ? be->geglu : be->swiglu)(be, s->gate, s->up, F, m, (int)F);
         be->matmul(be, down, s->gate, F, m, out + t0 * O, O);
     }

@@ -81,6 +81,10 @@ struct llm_backend {
     /* y[t][o] = dot(row o of w, x[t]) for t < n_tok, o < w->ne[1]; w->ne[0] is the row length */
     void (*matmul)(llm_backend *be, const gguf_tensor *w, const float *x, int64_t ldx, int n_tok,
                    float *y, int64_t ldy);
+    /* matmul of n_w weights with the same x (q / k / v, gate / up): y[i][t][o] = dot(row o of
+     * w[i], x[t]); the backend may convert x once and run them as one task */
+    void (*matmul_n)(llm_backend *be, int n_w, const gguf_tensor *const *w, const float *x,
+                     int64_t ldx, int n_tok, float *const *y, const int64_t *ldy);
     /* rows of the (possibly quantized) embedding matrix to f32: dst[t] = row ids[t] */
     void (*get_rows)(llm_backend *be, const gguf_tensor *w, const llm_token *ids, int n,
                      float *dst, int64_t ldd);

@@ -41,20 +41,30 @@ static cpu_backend *cpu(llm_backend *be) { return (cpu_backend *)be; }
 
 /* ---- matmul ---- */
 
-typedef struct matmul_task {
-    const mm_kernel *mk;
+#define MM_MAX_OUT 3           /* weights one matmul_n task multiplies with the same input */
+
+/* one weight of a matmul task; its row tiles are numbered from tile0 in the task */
+typedef struct mm_out {
     const uint8_t *w;
     uint64_t row_bytes;
-    int64_t n_in, n_out;
+    int64_t n_out, tile0;
+    float *y;                  /* row t of the task's first token at y + t * ldy */
+    int64_t ldy;
+} mm_out;
+
+typedef struct matmul_task {
+    const mm_kernel *mk;
+    mm_out out[MM_MAX_OUT];
+    int n_w;
+    int64_t n_tiles;           /* over all weights */
+    int64_t n_in;
     const float *x;            /* f32 input rows, stride ldx */
     int64_t ldx;
     const uint8_t *a;          /* activation rows in the kernel's format, a_stride bytes apart */
     uint8_t *act;              /* where quantize_worker writes them (the backend's scratch) */
     void (*quantize)(const float *x, void *a, int64_t n);   /* mk's, or its quantize_one */
     size_t a_stride;
-    int n_tok;
-    float *y;
-    int64_t ldy;
+    int tok0, n_tok;           /* this pass: tokens [tok0, tok0 + n_tok) of the input */
     dot_f32_fn ref_dot;        /* the reference path only */
 } matmul_task;
 
@@ -63,56 +73,71 @@ static void quantize_worker(void *p, int ith, int nth) {
     int64_t t0, t1;
     pool_split(t->n_tok, ith, nth, &t0, &t1);
     for (int64_t i = t0; i < t1; i++) {
-        t->quantize(t->x + i * t->ldx, t->act + i * t->a_stride, t->n_in);
+        t->quantize(t->x + (t->tok0 + i) * t->ldx, t->act + i * t->a_stride, t->n_in);
     }
 }
 
+/* the row tiles of all the task's weights split evenly over the threads; a thread goes over
+ * all tokens for MM_CHUNK_TILES tiles at a time */
 static void matmul_worker(void *p, int ith, int nth) {
     const matmul_task *t = p;
-    int64_t n_tiles = (t->n_out + MM_TILE_ROWS - 1) / MM_TILE_ROWS, r0, r1;
-    pool_split(n_tiles, ith, nth, &r0, &r1);
+    int64_t r0, r1;
+    pool_split(t->n_tiles, ith, nth, &r0, &r1);
     int max_toks = mm_max_toks(t->mk);
-    for (int64_t c0 = r0; c0 < r1; c0 += MM_CHUNK_TILES) {
-        int64_t c1 = LLM_MIN(c0 + MM_CHUNK_TILES, r1);
-        for (int tok = 0; tok < t->n_tok; tok += max_toks) {
-            int nt = LLM_MIN(max_toks, t->n_tok - tok);
-            const uint8_t *a = t->a + (size_t)tok * t->a_stride;
-            for (int64_t c = c0; c < c1; c++) {
-                int64_t o = c * MM_TILE_ROWS;
-                int nr = (int)LLM_MIN(MM_TILE_ROWS, t->n_out - o);
-                t->mk->tile(t->n_in, t->w + o * t->row_bytes, t->row_bytes, nr, a, t->a_stride,
-                            nt, t->y + tok * t->ldy + o, t->ldy);
+    for (int i = 0; i < t->n_w; i++) {
+        const mm_out *o = &t->out[i];
+        int64_t lo = LLM_MAX(r0, o->tile0), hi = LLM_MIN(r1, o->tile0 + (o->n_out + MM_TILE_ROWS - 1) / MM_TILE_ROWS);
+        for (int64_t c0 = lo; c0 < hi; c0 += MM_CHUNK_TILES) {
+            int64_t c1 = LLM_MIN(c0 + MM_CHUNK_TILES, hi);
+            for (int tok = 0; tok < t->n_tok; tok += max_toks) {
+                int nt = LLM_MIN(max_toks, t->n_tok - tok);
+                const uint8_t *a = t->a + (size_t)tok * t->a_stride;
+                float *y = o->y + (t->tok0 + tok) * o->ldy;
+                for (int64_t c = c0; c < c1; c++) {
+                    int64_t r = (c - o->tile0) * MM_TILE_ROWS;
+                    int nr = (int)LLM_MIN(MM_TILE_ROWS, o->n_out - r);
+                    t->mk->tile(t->n_in, o->w + r * o->row_bytes, o->row_bytes, nr, a, t->a_stride,
+                                nt, y + r, o->ldy);
+                }
             }
         }
     }
 }
 
 /* The scalar reference (quant.c), for a type without a kernel or a row longer than the
- * activation scratch: never taken by the models libllm loads today. */
+ * activation scratch: never taken by the models libllm loads today. One weight. */
 static void matmul_reference_worker(void *p, int ith, int nth) {
     const matmul_task *t = p;
+    const mm_out *o = &t->out[0];
     dot_f32_fn dot = t->ref_dot;
     int64_t o0, o1;
-    pool_split(t->n_out, ith, nth, &o0, &o1);
-    for (int64_t o = o0; o < o1; o++) {
+    pool_split(o->n_out, ith, nth, &o0, &o1);
+    for (int64_t r = o0; r < o1; r++) {
         for (int tok = 0; tok < t->n_tok; tok++) {
-            t->y[tok * t->ldy + o] = dot(t->w + o * t->row_bytes, t->x + tok * t->ldx, t->n_in);
+            o->y[tok * o->ldy + r] = dot(o->w + r * o->row_bytes, t->x + tok * t->ldx, t->n_in);
         }
     }
 }
 
-static void cpu_matmul(llm_backend *be, const gguf_tensor *w, const float *x, int64_t ldx,
-                       int n_tok, float *y, int64_t ldy) {
-    cpu_backend *c = cpu(be);
-    matmul_task t = {
-        .mk = cpu_kernels_mm(c->k, w->type), .w = w->data,
-        .n_in = w->ne[0], .n_out = w->ne[1], .x = x, .ldx = ldx, .y = y, .ldy = ldy,
-    };
-    type_row_bytes(w->type, w->ne[0], &t.row_bytes);
+/* y[i] = w[i] x for n_w <= MM_MAX_OUT weights of one type and row length: the activations
+ * are converted once for all, and every pass is one task over all their row tiles */
+static void matmul_same_input(cpu_backend *c, int n_w, const gguf_tensor *const *w, const float *x,
+                              int64_t ldx, int n_tok, float *const *y, const int64_t *ldy) {
+    matmul_task t = {.mk = cpu_kernels_mm(c->k, w[0]->type), .n_w = n_w, .n_in = w[0]->ne[0],
+                     .x = x, .ldx = ldx};
+    for (int i = 0; i < n_w; i++) {
+        mm_out *o = &t.out[i];
+        *o = (mm_out){.w = w[i]->data, .n_out = w[i]->ne[1], .tile0 = t.n_tiles, .y = y[i], .ldy = ldy[i]};
+        type_row_bytes(w[i]->type, w[i]->ne[0], &o->row_bytes);
+        t.n_tiles += (o->n_out + MM_TILE_ROWS - 1) / MM_TILE_ROWS;
+    }
     if (!t.mk || (t.mk->act_bytes && c->act_cap < t.mk->act_bytes(t.n_in))) {
-        t.ref_dot = type_traits_get(w->type)->dot_f32;
+        t.ref_dot = type_traits_get(w[0]->type)->dot_f32;
         t.n_tok = n_tok;
-        threadpool_run(c->pool, matmul_reference_worker, &t);
+        for (int i = 0; i < n_w; i++) {
+            t.out[0] = t.out[i];
+            threadpool_run(c->pool, matmul_reference_worker, &t);
+        }
         return;
     }
     if (!t.mk->act_bytes) {
@@ -127,13 +152,27 @@ static void cpu_matmul(llm_backend *be, const gguf_tensor *w, const float *x, in
     t.quantize = n_tok == 1 && t.mk->quantize_one ? t.mk->quantize_one : t.mk->quantize;
     int per_pass = (int)LLM_MIN(n_tok, c->act_cap / (int64_t)t.a_stride);
     t.a = t.act = c->act;
-    for (int tok = 0; tok < n_tok; tok += per_pass) {
-        t.n_tok = LLM_MIN(per_pass, n_tok - tok);
-        t.x = x + tok * ldx;
-        t.y = y + tok * ldy;
+    for (t.tok0 = 0; t.tok0 < n_tok; t.tok0 += per_pass) {
+        t.n_tok = LLM_MIN(per_pass, n_tok - t.tok0);
         if ((int64_t)t.n_tok * t.n_in >= PAR_MIN_ELEMS) threadpool_run(c->pool, quantize_worker, &t);
         else quantize_worker(&t, 0, 1);
         threadpool_run(c->pool, matmul_worker, &t);
+    }
+}
+
+static void cpu_matmul(llm_backend *be, const gguf_tensor *w, const float *x, int64_t ldx,
+                       int n_tok, float *y, int64_t ldy) {
+    matmul_same_input(cpu(be), 1, &w, x, ldx, n_tok, &y, &ldy);
+}
+
+/* runs of weights of the same type and row length share one conversion of x */
+static void cpu_matmul_n(llm_backend *be, int n_w, const gguf_tensor *const *w, const float *x,
+                         int64_t ldx, int n_tok, float *const *y, const int64_t *ldy) {
+    for (int i = 0; i < n_w;) {
+        int j = i + 1;
+        while (j < n_w && j - i < MM_MAX_OUT && w[j]->type == w[i]->type && w[j]->ne[0] == w[i]->ne[0]) j++;
+        matmul_same_input(cpu(be), j - i, w + i, x, ldx, n_tok, y + i, ldy + i);
+        i = j;
     }
 }
 
@@ -468,6 +507,7 @@ int32_t cpu_backend_create(int n_threads, int max_kv, int max_head_dim, int max_
         .name = "cpu",
         .free = cpu_free,
         .matmul = cpu_matmul,
+        .matmul_n = cpu_matmul_n,
         .get_rows = cpu_get_rows,
         .rmsnorm = cpu_rmsnorm,
         .add_bias = cpu_add_bias,
