@@ -2,11 +2,11 @@
  *
  *   kernel_bench TYPE N T [T ...]     e.g. kernel_bench Q4_K 2048 1 8
  *
- * Random rows of TYPE (scales kept finite), N values long, ROWS of them (environment, default
- * 256: the weights stay in L2; 65536 streams them from memory), times tiles of 4 rows by T
- * tokens over all rows, the token counts interleaved in one process, and prints the best time
- * per row, token and 256 values. The kernels are those cpu_kernels_get picks (at most
- * LIBLLM_CPU_LEVEL). Built with the tests (LLM_BUILD_TESTS); not a test itself. */
+ * Random rows of TYPE (test_common.h's rnd_rows), N values long, ROWS of them (environment,
+ * default 256: the weights stay in L2; 65536 streams them from memory), times tiles of 4
+ * rows by T tokens over all rows, the token counts interleaved in one process, and prints
+ * the best time per row, token and 256 values. The kernels are those cpu_kernels_get picks
+ * (at most LIBLLM_CPU_LEVEL). Built with the tests (LLM_BUILD_TESTS); not a test itself. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <stdio.h>
@@ -14,9 +14,15 @@
 #include <string.h>
 #include <time.h>
 
+#include <math.h>
+#include <stdbool.h>
+
 #include "backend/cpu/kernels.h"
 #include "quant.h"
 #include "util.h"
+
+#define LLM_TEST_WEIGHTS
+#include "test_common.h"     /* tests/c: random rows of every type */
 
 enum { MAX_T = MM_TILE_TOKS_MAX, MAX_RUNS = 8, REPS = 40 };
 
@@ -32,23 +38,6 @@ static int type_by_name(const char *name) {
         if (tt && tt->name && strcmp(tt->name, name) == 0) return (int)t;
     }
     return -1;
-}
-
-/* random bytes, with every block's f16 scales set to small finite values */
-static void fill_weights(uint32_t type, uint8_t *w, uint64_t bytes) {
-    const type_traits *tt = type_traits_get(type);
-    for (uint64_t i = 0; i < bytes; i++) w[i] = (uint8_t)rand();
-    const uint16_t scale = 0x2c00;   /* 1/16 */
-    for (uint64_t b = 0; b + (uint64_t)tt->block_bytes <= bytes; b += (uint64_t)tt->block_bytes) {
-        uint8_t *blk = w + b;
-        if (strcmp(tt->name, "Q6_K") == 0) {
-            memcpy(blk + tt->block_bytes - 2, &scale, 2);          /* d last */
-        } else if (strcmp(tt->name, "F16") != 0 && strcmp(tt->name, "F32") != 0 &&
-                   strcmp(tt->name, "BF16") != 0) {
-            memcpy(blk, &scale, 2);                                 /* d (and dmin) first */
-            if (strstr(tt->name, "_K")) memcpy(blk + 2, &scale, 2);
-        }
-    }
 }
 
 int main(int argc, char **argv) {
@@ -69,15 +58,12 @@ int main(int argc, char **argv) {
     }
     int ts[MAX_RUNS];
     for (int i = 0; i < n_runs; i++) ts[i] = LLM_MAX(1, LLM_MIN(atoi(argv[3 + i]), mm_max_toks(mk)));
-    uint8_t *w = malloc(rb * (uint64_t)rows);
-    float *x = malloc(sizeof(float) * (size_t)(n * MAX_T));
+    uint8_t *w = rnd_rows((uint32_t)type, n, rows, &rb, NULL);
+    float *x = rnd_floats(n * MAX_T, 1.0f);
     size_t as = mk->act_bytes ? (size_t)mk->act_bytes(n) : sizeof(float) * (size_t)n;
     /* 64-byte aligned activation rows, as the backend's scratch holds them */
     uint8_t *a = aligned_alloc(64, (as * MAX_T + 63) / 64 * 64);
     if (!w || !x || !a) return 1;
-    srand(1);
-    fill_weights((uint32_t)type, w, rb * (uint64_t)rows);
-    for (int64_t i = 0; i < n * MAX_T; i++) x[i] = (float)rand() / (float)RAND_MAX - 0.5f;
     for (int t = 0; t < MAX_T; t++) {
         if (mk->act_bytes) mk->quantize(x + t * n, a + t * as, n);
         else memcpy(a + t * as, x + t * n, sizeof(float) * (size_t)n);

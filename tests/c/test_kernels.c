@@ -28,52 +28,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int g_pass, g_fail;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) {                                                        \
-            g_pass++;                                                      \
-        } else {                                                           \
-            g_fail++;                                                      \
-            if (g_fail < 30) {                                             \
-                fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-                fprintf(stderr, __VA_ARGS__);                              \
-                fputc('\n', stderr);                                       \
-            }                                                              \
-        }                                                                  \
-    } while (0)
-
-/* ---- seeded data ---- */
-
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-
-static uint64_t rnd_u64(void) {
-    uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* uniform in [-1, 1), never exactly zero */
-static float rnd_f(void) {
-    float v = (float)((rnd_u64() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-    return v == 0.0f ? 0.5f : v;
-}
-
-static float *rnd_floats(int64_t n, float scale) {
-    float *x = malloc(sizeof(float) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) x[i] = rnd_f() * scale;
-    return x;
-}
+#define LLM_TEST_WEIGHTS
+#define LLM_TEST_LEVELS
+#include "test_common.h"
 
 static const uint32_t g_types[] = {TYPE_F32, TYPE_F16, TYPE_BF16, TYPE_Q8_0, TYPE_Q4_0,
                                    TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K};
 #define N_TYPES (sizeof g_types / sizeof g_types[0])
-
-static bool is_kquant(uint32_t type) {
-    return type == TYPE_Q4_K || type == TYPE_Q5_K || type == TYPE_Q6_K;
-}
 
 static bool is_quant(uint32_t type) {
     return type == TYPE_Q8_0 || type == TYPE_Q4_0 || is_kquant(type);
@@ -93,47 +54,6 @@ static void act_values(uint32_t type, const uint8_t *act, int64_t n, float *out)
             out[i] = blk->qs[i % QK8A] * blk->d;
         }
     }
-}
-
-/* A random K-quant row: every byte random (any byte is a valid packed value or scale), the
- * f16 super-block scales set to finite values of realistic size. libllm has no K-quant
- * quantizer: the kernels only read these formats. */
-static void rnd_kquant_row(uint32_t type, uint8_t *row, int64_t n) {
-    size_t bb = type == TYPE_Q4_K ? sizeof(block_q4_k)
-              : type == TYPE_Q5_K ? sizeof(block_q5_k) : sizeof(block_q6_k);
-    for (size_t i = 0; i < bb * (size_t)(n / QK_K); i++) row[i] = (uint8_t)rnd_u64();
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        uint8_t *blk = row + b * bb;
-        uint16_t d = f32_to_f16(0.002f + 0.004f * fabsf(rnd_f()));
-        uint16_t dmin = f32_to_f16(0.01f + 0.02f * fabsf(rnd_f()));
-        if (type == TYPE_Q6_K) {
-            memcpy(&((block_q6_k *)blk)->d, &d, 2);
-        } else {
-            memcpy(&((block_q4_k *)blk)->d, &d, 2);      /* same offsets in Q5_K */
-            memcpy(&((block_q4_k *)blk)->dmin, &dmin, 2);
-        }
-    }
-}
-
-/* nrows random rows of a type (through quant.c's from_f32), and their exact f32 values */
-static uint8_t *rnd_rows(uint32_t type, int64_t n, int64_t nrows, uint64_t *row_bytes,
-                         float **values) {
-    type_row_bytes(type, n, row_bytes);
-    uint8_t *w = malloc(*row_bytes * (size_t)nrows + 64);
-    float *v = malloc(sizeof(float) * (size_t)(n * nrows));
-    const type_traits *tt = type_traits_get(type);
-    for (int64_t r = 0; r < nrows; r++) {
-        if (is_kquant(type)) {
-            rnd_kquant_row(type, w + r * *row_bytes, n);
-        } else {
-            float *x = rnd_floats(n, 1.0f);
-            tt->from_f32(x, w + r * *row_bytes, n);
-            free(x);
-        }
-        tt->to_f32(w + r * *row_bytes, v + r * n, n);
-    }
-    *values = v;
-    return w;
 }
 
 static double sum_abs_prod(const float *w, const float *x, int64_t n) {
@@ -809,25 +729,7 @@ int main(void) {
     }
     /* the backend ops once per level: each in a child process, since the level is chosen
      * once per process (LIBLLM_CPU_LEVEL caps it) */
-    for (size_t i = 0; i < 4; i++) {
-        if (!cpu_kernels_get_level(levels[i])) continue;
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        if (pid == 0) {
-            setenv("LIBLLM_CPU_LEVEL", names[i], 1);
-            g_pass = g_fail = 0;
-            test_ops();
-            printf("level %s ops (backend picked %s): %d passed, %d failed\n", names[i],
-                   cpu_kernels_get()->name, g_pass, g_fail);
-            fflush(stdout);
-            _exit(g_fail == 0 && strcmp(cpu_kernels_get()->name, names[i]) == 0 ? 0 : 1);
-        }
-        int status = 0;
-        waitpid(pid, &status, 0);
-        CHECK(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "ops at level %s",
-              names[i]);
-    }
+    run_ops_per_level("ops", test_ops);
     printf("test_kernels: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail == 0 ? 0 : 1;
 }

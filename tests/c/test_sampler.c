@@ -13,30 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int g_pass, g_fail;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) {                                                        \
-            g_pass++;                                                      \
-        } else {                                                           \
-            g_fail++;                                                      \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-        }                                                                  \
-    } while (0)
+#define TEST_RNG_SEED 0x1234567887654321ull
+#include "test_common.h"
 
 /* ---- test randomness (independent of the sampler's generator) ---- */
-
-static uint64_t g_rng = 0x1234567887654321ull;
-
-static uint64_t rnd_u64(void) {
-    uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static double rnd_unit(void) { return (double)(rnd_u64() >> 11) / 9007199254740992.0; }
 

@@ -33,35 +33,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static int g_pass, g_fail;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) {                                                        \
-            g_pass++;                                                      \
-        } else {                                                           \
-            g_fail++;                                                      \
-            if (g_fail < 30) {                                             \
-                fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-                fprintf(stderr, __VA_ARGS__);                              \
-                fputc('\n', stderr);                                       \
-            }                                                              \
-        }                                                                  \
-    } while (0)
+#define TEST_RNG_SEED 0x2545F4914F6CDD1Dull
+#define LLM_TEST_LEVELS
+#include "test_common.h"
 
 #define GUARD 12345.0f
 #define TOL 2e-5
 
 /* ---- seeded data ---- */
-
-static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
-
-static uint64_t rnd_u64(void) {
-    uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* uniform in [lo, hi) */
 static float rnd_in(float lo, float hi) {
@@ -405,31 +384,7 @@ int main(int argc, char **argv) {
         bench();
         return 0;
     }
-    static const cpu_level levels[] = {CPU_LEVEL_SCALAR, CPU_LEVEL_AVX2, CPU_LEVEL_AVX512,
-                                       CPU_LEVEL_NEON};
-    static const char *names[] = {"scalar", "avx2", "avx512", "neon"};
-    for (size_t i = 0; i < 4; i++) {
-        if (!cpu_kernels_get_level(levels[i])) {
-            printf("level %s: not available here, skipped\n", names[i]);
-            continue;
-        }
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        if (pid == 0) {
-            setenv("LIBLLM_CPU_LEVEL", names[i], 1);
-            g_pass = g_fail = 0;
-            test_ops();
-            printf("level %s ssm ops (backend picked %s): %d passed, %d failed\n", names[i],
-                   cpu_kernels_get()->name, g_pass, g_fail);
-            fflush(stdout);
-            _exit(g_fail == 0 && strcmp(cpu_kernels_get()->name, names[i]) == 0 ? 0 : 1);
-        }
-        int status = 0;
-        waitpid(pid, &status, 0);
-        CHECK(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "ssm ops at level %s",
-              names[i]);
-    }
+    run_ops_per_level("ssm ops", test_ops);
     printf("test_ssm: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail == 0 ? 0 : 1;
 }
