@@ -68,6 +68,11 @@ def last_logits(ctx, tokens, seq=0):
     return np.array(ctx.logits(-1), copy=True)
 
 
+def assert_last_matches(got, ref, tokens):
+    """got: the engine's logits after `tokens`; the reference's last row must match."""
+    assert mg.rel_err_rows(got[None], mg.hf_logits(ref, tokens)[-1:]).max() <= F32_REL
+
+
 @pytest.mark.parametrize("arch", ARCHES)
 @pytest.mark.parametrize("p", [70, 64, 65, 100])
 def test_rewind_then_redecode_equals_never_past_p(lib, snap_model, open_ctx, arch, p):
@@ -82,14 +87,13 @@ def test_rewind_then_redecode_equals_never_past_p(lib, snap_model, open_ctx, arc
     assert end == (p // 16) * 16 - 1, "rolled back to the newest snapshot before p"
     assert end < p and (end + 1) % 16 == 0
     got = last_logits(ctx, toks[end + 1 : p + 1])        # decode the rest again, then p
-    want = mg.hf_logits(ref, toks[: p + 1])[-1:]
-    assert mg.rel_err_rows(got[None], want).max() <= F32_REL
+    assert_last_matches(got, ref, toks[: p + 1])
     fresh = open_ctx(path)
     same = last_logits(fresh, toks[: p + 1])
     np.testing.assert_allclose(got, same, rtol=0, atol=1e-5 * np.abs(same).max())
     # and the sequence goes on as if it had never been longer
     nxt = last_logits(ctx, toks[p + 1 : p + 6])
-    assert mg.rel_err_rows(nxt[None], mg.hf_logits(ref, toks[: p + 6])[-1:]).max() <= F32_REL
+    assert_last_matches(nxt, ref, toks[: p + 6])
 
 
 @pytest.mark.parametrize("arch", ARCHES)
@@ -117,7 +121,7 @@ def test_a_range_past_the_end_is_a_tail(lib, snap_model, open_ctx, arch):
     ctx.seq_rm(0, 40, 1000)                               # past the end: rolls back to 31
     assert ctx.seq_pos_max(0) == 31
     got = last_logits(ctx, toks[32:45])
-    assert mg.rel_err_rows(got[None], mg.hf_logits(ref, toks[:45])[-1:]).max() <= F32_REL
+    assert_last_matches(got, ref, toks[:45])
 
 
 @pytest.mark.parametrize("arch", ARCHES)
@@ -131,7 +135,7 @@ def test_bounded_pool_keeps_the_newest(lib, snap_model, open_ctx, arch):
     ctx.seq_rm(0, 60, -1)
     assert ctx.seq_pos_max(0) == 55
     got = last_logits(ctx, toks[56:70])
-    assert mg.rel_err_rows(got[None], mg.hf_logits(ref, toks[:70])[-1:]).max() <= F32_REL
+    assert_last_matches(got, ref, toks[:70])
     # rewinding dropped the snapshot at 63: the next one back is the one just retaken at 63
     ctx.seq_rm(0, 66, -1)
     assert ctx.seq_pos_max(0) == 63
@@ -148,8 +152,8 @@ def test_copied_sequence_shares_snapshots(lib, snap_model, open_ctx, arch):
     assert ctx.seq_pos_max(1) == 31 and ctx.seq_pos_max(0) == 49
     got1 = last_logits(ctx, toks[32:45], seq=1)
     got0 = last_logits(ctx, toks[50:55], seq=0)
-    assert mg.rel_err_rows(got1[None], mg.hf_logits(ref, toks[:45])[-1:]).max() <= F32_REL
-    assert mg.rel_err_rows(got0[None], mg.hf_logits(ref, toks[:55])[-1:]).max() <= F32_REL
+    assert_last_matches(got1, ref, toks[:45])
+    assert_last_matches(got0, ref, toks[:55])
     ctx.seq_rm(1)                                         # a removed sequence loses them
     ctx.decode_tokens(toks[:5], seq_id=1)
     with pytest.raises(lib.CannotRewindError):

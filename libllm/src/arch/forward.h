@@ -46,6 +46,9 @@ typedef struct attn_pass {
  * the RoPE table; the mask over kv's active cells; the arguments every layer shares. */
 void attn_begin(llm_context *ctx, const ubatch *ub, kv_cache *kv, bool rope, attn_pass *ap);
 
+/* The scratch's xn -> q, k, v (n rows) through the layer's wq, wk, wv: one matmul_n. */
+void attn_qkv(llm_context *ctx, const llm_layer *l, int n);
+
 /* One layer's attention (llama family: GQA, optional q/k/v biases and RoPE): the scratch's
  * xn -> q, k, v; stores k, v in kv's rows of layer l->kv_slot; attends; wo -> tmp. */
 void attn_layer(llm_context *ctx, const ubatch *ub, kv_cache *kv, const llm_layer *l,

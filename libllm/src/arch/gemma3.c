@@ -72,10 +72,7 @@ int32_t gemma3_forward(llm_context *ctx, const ubatch *ub, float *logits) {
 
         /* attention */
         be->rmsnorm(be, s->x, E, n, (int)E, l->attn_norm, eps, s->xn, E);
-        const gguf_tensor *wqkv[3] = {l->wq, l->wk, l->wv};
-        float *const qkv[3] = {s->q, s->k, s->v};
-        const int64_t ld[3] = {Q, K, V};
-        be->matmul_n(be, 3, wqkv, s->xn, E, n, qkv, ld);
+        attn_qkv(ctx, l, n);
         /* per-head norms: the rows of q / k seen as n * heads rows of head_dim values */
         be->rmsnorm(be, s->q, hd, n * (int)hp->n_head, hd, l->attn_q_norm, eps, s->q, hd);
         be->rmsnorm(be, s->k, hd, n * (int)hp->n_head_kv, hd, l->attn_k_norm, eps, s->k, hd);

@@ -165,6 +165,17 @@ void attn_begin(llm_context *ctx, const ubatch *ub, kv_cache *kv, bool rope, att
     };
 }
 
+void attn_qkv(llm_context *ctx, const llm_layer *l, int n) {
+    const llm_hparams *hp = &ctx->model->hp;
+    llama_scratch *s = ctx->scratch;
+    const gguf_tensor *w[3] = {l->wq, l->wk, l->wv};
+    float *const y[3] = {s->q, s->k, s->v};
+    const int64_t ld[3] = {(int64_t)hp->n_head * hp->head_dim_k,
+                           (int64_t)hp->n_head_kv * hp->head_dim_k,
+                           (int64_t)hp->n_head_kv * hp->head_dim_v};
+    ctx->backend->matmul_n(ctx->backend, 3, w, s->xn, hp->n_embd, n, y, ld);
+}
+
 void attn_layer(llm_context *ctx, const ubatch *ub, kv_cache *kv, const llm_layer *l,
                 attn_pass *ap) {
     const llm_hparams *hp = &ctx->model->hp;
@@ -175,10 +186,7 @@ void attn_layer(llm_context *ctx, const ubatch *ub, kv_cache *kv, const llm_laye
     const int64_t K = (int64_t)hp->n_head_kv * hp->head_dim_k;
     const int64_t V = (int64_t)hp->n_head_kv * hp->head_dim_v;
     const int64_t O = (int64_t)hp->n_head * hp->head_dim_v;
-    const gguf_tensor *wqkv[3] = {l->wq, l->wk, l->wv};
-    float *const qkv[3] = {s->q, s->k, s->v};
-    const int64_t ld[3] = {Q, K, V};
-    be->matmul_n(be, 3, wqkv, s->xn, E, n, qkv, ld);
+    attn_qkv(ctx, l, n);
     if (l->bq) be->add_bias(be, s->q, Q, n, (int)Q, l->bq);
     if (l->bk) be->add_bias(be, s->k, K, n, (int)K, l->bk);
     if (l->bv) be->add_bias(be, s->v, V, n, (int)V, l->bv);
@@ -212,7 +220,8 @@ void ffn_gated(llm_context *ctx, const gguf_tensor *gate, const gguf_tensor *up,
 }
 
 void ffn_swiglu(llm_context *ctx, const llm_layer *l, int n) {
-    ffn_gated(ctx, l->ffn_gate, l->ffn_up, l->ffn_down, false, ctx->scratch->xn, n, ctx->scratch->tmp);
+    llama_scratch *s = ctx->scratch;
+    ffn_gated(ctx, l->ffn_gate, l->ffn_up, l->ffn_down, false, s->xn, n, s->tmp);
 }
 
 int forward_output(llm_context *ctx, const ubatch *ub, const float *x, float *xn,

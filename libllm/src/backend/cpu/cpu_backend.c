@@ -43,6 +43,9 @@ static cpu_backend *cpu(llm_backend *be) { return (cpu_backend *)be; }
 
 #define MM_MAX_OUT 3           /* weights one matmul_n task multiplies with the same input */
 
+/* the MM_TILE_ROWS-row tiles of n_out rows */
+static int64_t row_tiles(int64_t n_out) { return (n_out + MM_TILE_ROWS - 1) / MM_TILE_ROWS; }
+
 /* one weight of a matmul task; its row tiles are numbered from tile0 in the task */
 typedef struct mm_out {
     const uint8_t *w;
@@ -86,7 +89,7 @@ static void matmul_worker(void *p, int ith, int nth) {
     int max_toks = mm_max_toks(t->mk);
     for (int i = 0; i < t->n_w; i++) {
         const mm_out *o = &t->out[i];
-        int64_t lo = LLM_MAX(r0, o->tile0), hi = LLM_MIN(r1, o->tile0 + (o->n_out + MM_TILE_ROWS - 1) / MM_TILE_ROWS);
+        int64_t lo = LLM_MAX(r0, o->tile0), hi = LLM_MIN(r1, o->tile0 + row_tiles(o->n_out));
         for (int64_t c0 = lo; c0 < hi; c0 += MM_CHUNK_TILES) {
             int64_t c1 = LLM_MIN(c0 + MM_CHUNK_TILES, hi);
             for (int tok = 0; tok < t->n_tok; tok += max_toks) {
@@ -127,9 +130,10 @@ static void matmul_same_input(cpu_backend *c, int n_w, const gguf_tensor *const 
                      .x = x, .ldx = ldx};
     for (int i = 0; i < n_w; i++) {
         mm_out *o = &t.out[i];
-        *o = (mm_out){.w = w[i]->data, .n_out = w[i]->ne[1], .tile0 = t.n_tiles, .y = y[i], .ldy = ldy[i]};
+        *o = (mm_out){.w = w[i]->data, .n_out = w[i]->ne[1], .tile0 = t.n_tiles, .y = y[i],
+                      .ldy = ldy[i]};
         type_row_bytes(w[i]->type, w[i]->ne[0], &o->row_bytes);
-        t.n_tiles += (o->n_out + MM_TILE_ROWS - 1) / MM_TILE_ROWS;
+        t.n_tiles += row_tiles(o->n_out);
     }
     if (!t.mk || (t.mk->act_bytes && c->act_cap < t.mk->act_bytes(t.n_in))) {
         t.ref_dot = type_traits_get(w[0]->type)->dot_f32;
@@ -154,8 +158,11 @@ static void matmul_same_input(cpu_backend *c, int n_w, const gguf_tensor *const 
     t.a = t.act = c->act;
     for (t.tok0 = 0; t.tok0 < n_tok; t.tok0 += per_pass) {
         t.n_tok = LLM_MIN(per_pass, n_tok - t.tok0);
-        if ((int64_t)t.n_tok * t.n_in >= PAR_MIN_ELEMS) threadpool_run(c->pool, quantize_worker, &t);
-        else quantize_worker(&t, 0, 1);
+        if ((int64_t)t.n_tok * t.n_in >= PAR_MIN_ELEMS) {
+            threadpool_run(c->pool, quantize_worker, &t);
+        } else {
+            quantize_worker(&t, 0, 1);
+        }
         threadpool_run(c->pool, matmul_worker, &t);
     }
 }
@@ -170,7 +177,10 @@ static void cpu_matmul_n(llm_backend *be, int n_w, const gguf_tensor *const *w, 
                          int64_t ldx, int n_tok, float *const *y, const int64_t *ldy) {
     for (int i = 0; i < n_w;) {
         int j = i + 1;
-        while (j < n_w && j - i < MM_MAX_OUT && w[j]->type == w[i]->type && w[j]->ne[0] == w[i]->ne[0]) j++;
+        while (j < n_w && j - i < MM_MAX_OUT && w[j]->type == w[i]->type &&
+               w[j]->ne[0] == w[i]->ne[0]) {
+            j++;
+        }
         matmul_same_input(cpu(be), j - i, w + i, x, ldx, n_tok, y + i, ldy + i);
         i = j;
     }
@@ -352,7 +362,9 @@ static bool attn_chunk_visible(const attn_args *a, int t0, int nt, int c0, int n
 static float attn_mask_scale(float *s, const uint8_t *m, int nc, float scale, float softcap) {
     enum { W = 8 };
     if (softcap > 0.0f) {
-        for (int j = 0; j < nc; j++) s[j] = m[j] ? softcap * tanhf(s[j] * scale / softcap) : -INFINITY;
+        for (int j = 0; j < nc; j++) {
+            s[j] = m[j] ? softcap * tanhf(s[j] * scale / softcap) : -INFINITY;
+        }
     } else {
         for (int j = 0; j < nc; j++) s[j] = m[j] ? s[j] * scale : -INFINITY;
     }
@@ -434,7 +446,8 @@ static void attend_item(const attn_task *task, int ith, int64_t item) {
         }
     }
     for (int t = 0; t < nt; t++) {           /* nothing visible: the row stays zero */
-        if (sum[t] > 0.0f) kn->scale_f32(dv, 1.0f / sum[t], a->out + (t0 + t) * a->ldo + (int64_t)h * dv);
+        float *out = a->out + (t0 + t) * a->ldo + (int64_t)h * dv;
+        if (sum[t] > 0.0f) kn->scale_f32(dv, 1.0f / sum[t], out);
     }
 }
 

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../../quant.h"
 
@@ -89,6 +90,15 @@ static inline int64_t q8a_row_bytes(int64_t n) { return n / QK8A * (int64_t)size
 
 /* bytes of a row of n values as block_q8k (n a multiple of 256) */
 static inline int64_t q8k_row_bytes(int64_t n) { return n / QK_K * (int64_t)sizeof(block_q8k); }
+
+/* Blocks g .. g + cnt - 1 of a row for a kernel that takes 8 at a time: the row itself when
+ * cnt is 8, else a copy in tmp (room for 8 blocks) with the missing blocks zero. */
+static inline const void *oct_blocks(const void *q, int cnt, size_t block_bytes, void *tmp) {
+    if (cnt >= 8) return q;
+    memset(tmp, 0, 8 * block_bytes);
+    memcpy(tmp, q, (size_t)cnt * block_bytes);
+    return tmp;
+}
 
 typedef struct mm_kernel {
     /* the activation format: NULL for f32 rows used as they are; else the bytes a row of n

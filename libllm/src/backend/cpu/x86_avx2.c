@@ -173,11 +173,7 @@ static void avx2_quantize_q4_0(const float *x, void *out, int64_t n) {
  * blocks) in the order above, and their scales (lane b: block b) */
 INLINE __m256 q4_0_oct(const block_q4_0 *q, int cnt, __m256i *wq) {
     block_q4_0 tmp[8];
-    if (cnt < 8) {
-        memset(tmp, 0, sizeof tmp);
-        memcpy(tmp, q, (size_t)cnt * sizeof *q);
-        q = tmp;
-    }
+    q = oct_blocks(q, cnt, sizeof *q, tmp);
     __m256i y[4];
     for (int b = 0; b < 4; b++) {
         y[b] = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)q[b + 4].qs),

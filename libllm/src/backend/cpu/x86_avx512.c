@@ -155,11 +155,7 @@ static void avx512_quantize_q8_0(const float *x, void *out, int64_t n) { quantiz
  * blocks) in the order above, and their scales (lane 2 b + e: block b) */
 INLINE __m512 q4_0_oct(const block_q4_0 *q, int cnt, __m512i *wq) {
     block_q4_0 tmp[8];
-    if (cnt < 8) {
-        memset(tmp, 0, sizeof tmp);
-        memcpy(tmp, q, (size_t)cnt * sizeof *q);
-        q = tmp;
-    }
+    q = oct_blocks(q, cnt, sizeof *q, tmp);
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512i lo = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q[0].qs));
     lo = _mm512_inserti32x4(lo, _mm_loadu_si128((const __m128i *)q[1].qs), 1);
@@ -184,17 +180,14 @@ INLINE __m512 q4_0_oct(const block_q4_0 *q, int cnt, __m512i *wq) {
 /* the same for Q8_0: 64-bit word m of each block's qs, as w ^ 0x80 */
 INLINE __m512 q8_0_oct(const block_q8_0 *q, int cnt, __m512i *wq) {
     block_q8_0 tmp[8];
-    if (cnt < 8) {
-        memset(tmp, 0, sizeof tmp);
-        memcpy(tmp, q, (size_t)cnt * sizeof *q);
-        q = tmp;
-    }
+    q = oct_blocks(q, cnt, sizeof *q, tmp);
     __m512i z[4];
     for (int k = 0; k < 4; k++) {
         z[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)q[2 * k].qs)),
                                   _mm256_loadu_si256((const __m256i *)q[2 * k + 1].qs), 1);
     }
-    /* 64-bit word 4 b + m of z is word m of block b: as kq_act_order's transpose */
+    /* 64-bit word 4 b + m of z is word m of block b: transposed so that register m holds word
+     * m of every block */
     const __m512i ib = _mm512_setr_epi64(0, 4, 8, 12, 1, 5, 9, 13);
     const __m512i ic = _mm512_setr_epi64(2, 6, 10, 14, 3, 7, 11, 15);
     __m512i b01 = _mm512_permutex2var_epi64(z[0], ib, z[1]), c01 = _mm512_permutex2var_epi64(z[0], ic, z[1]);
